@@ -12,8 +12,14 @@ ENV_STAMP := $(VENV)/.ptnl-env-stamp
 # Test runs stay quiet and headless; notebooks resolve every path from the repo root.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 PYTEST_ARGS ?=
+# Notebooks: SET picks params/<SET>.yaml; PARAMS adds overrides, e.g. PARAMS="-p backbone toy-vit".
+SET ?= toy
+PARAMS ?=
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+NB_NUMS := $(foreach nb,$(NOTEBOOKS),$(firstword $(subst _, ,$(notdir $(nb)))))
+NBVAL_ARGS := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 
-.PHONY: help env test test-fast lint clean distclean
+.PHONY: help env test test-fast lint clean distclean notebooks figures bench paper refs $(NB_NUMS)
 
 help: ## list the targets (default)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,11 +34,28 @@ $(ENV_STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ptnl)" >/dev/null
 	touch $@
 
-test: $(ENV_STAMP) ## run the whole test suite, slow tests and notebooks included
-	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+test: $(ENV_STAMP) ## run the whole test suite: unit tests (slow ones too) and nbval on the notebooks
+	$(TEST_ENV) $(PY) -m pytest tests $(if $(NOTEBOOKS),$(NOTEBOOKS) $(NBVAL_ARGS)) $(PYTEST_ARGS)
 
 test-fast: $(ENV_STAMP) ## run the fast tests only (skips those marked slow)
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+notebooks: $(ENV_STAMP) ## the main job: execute every notebook (SET=toy) into build/, figures included
+	$(PY) -m ptnl.notebooks run $(NOTEBOOKS) --set $(SET) --output-dir build/$(SET) $(PARAMS)
+
+$(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 08) execute one notebook, e.g. make 02 SET=smoke
+	$(PY) -m ptnl.notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET) $(PARAMS)
+
+figures: notebooks ## rebuild every figure in figures/ (PNG + PDF) from the results of the notebooks' runs
+
+refs: $(ENV_STAMP) ## re-execute the committed notebooks with SET=smoke in place and strip them (nbval references)
+	$(TEST_ENV) PTNL_RESULTS=$$(mktemp -d) $(PY) -m ptnl.notebooks refs $(NOTEBOOKS)
+
+bench: $(ENV_STAMP) ## speed/memory benchmarks, as ratios to a reference measured in the same run (build/bench.json)
+	$(PY) -m ptnl.bench
+
+paper: $(ENV_STAMP) ## the real grid (RN50/ViT-B/32, eight datasets under PTNL_DATA) on a GPU: prints the plan first
+	$(PY) -m ptnl.notebooks run $(NOTEBOOKS) --set paper --output-dir build/paper $(PARAMS)
 
 lint: $(ENV_STAMP) ## check style with ruff
 	$(PY) -m ruff check ptnl tests

@@ -1,0 +1,66 @@
+"""Figure helpers: one house style, and files that are byte-stable across reruns.
+
+Figures read results (``ptnl.store.collect``) and reference numbers (``ptnl.reference``); they never
+compute. ``save_figure`` strips the timestamps and software versions matplotlib embeds by default,
+so rebuilding a figure from the same results writes the same bytes (a diff means the numbers moved).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ptnl import paths
+
+# Colours per method, stable across every figure (seaborn "colorblind" order).
+METHOD_COLORS = {
+    "prompt": "#0173b2",
+    "prompt_gce": "#56b4e9",
+    "linear_probe": "#de8f05",
+    "linear_probe_gce": "#ece133",
+    "visual_ft": "#d55e00",
+    "classifier_r": "#cc78bc",
+    "classifier_c": "#ca9161",
+    "tenc_ft": "#949494",
+    "cls_tuning": "#029e73",
+    "full_prompt": "#fbafe4",
+    "zeroshot": "#000000",
+    "random_prompt": "#7f7f7f",
+}
+PAPER_STYLE = dict(linestyle="--", marker="x", alpha=0.6)  # the paper's numbers, drawn beside ours
+OURS_STYLE = dict(linestyle="-", marker="o")
+
+
+def use_style():
+    """Deterministic, readable defaults (no fonts that vary by machine, fixed DPI)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({
+        "figure.dpi": 100,
+        "savefig.dpi": 150,
+        "font.family": "DejaVu Sans",
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "legend.frameon": False,
+        "svg.hashsalt": "ptnl",
+        "pdf.compression": 6,
+    })
+
+
+def save_figure(fig, name: str, folder: Path | None = None) -> list[Path]:
+    """Write ``<name>.png`` and ``<name>.pdf`` under ``figures/`` (atomically), byte-stable."""
+    folder = Path(folder) if folder is not None else paths.figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext, metadata in (("png", {"Software": None}),
+                          ("pdf", {"Creator": None, "Producer": None, "CreationDate": None})):
+        path = folder / f"{name}.{ext}"
+        tmp = path.with_suffix(f".tmp-{os.getpid()}.{ext}")
+        fig.savefig(tmp, format=ext, metadata=metadata, bbox_inches="tight")
+        os.replace(tmp, path)
+        out.append(path)
+    return out

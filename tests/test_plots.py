@@ -1,0 +1,22 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ptnl import plots  # noqa: E402
+
+
+def _draw():
+    plots.use_style()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 12.5, 25, 50], [80, 75, 70, 60], **plots.OURS_STYLE, color=plots.METHOD_COLORS["prompt"])
+    return fig
+
+
+def test_figures_are_byte_stable(tmp_path):
+    a = plots.save_figure(_draw(), "f", tmp_path / "a")
+    b = plots.save_figure(_draw(), "f", tmp_path / "b")
+    for pa, pb in zip(a, b):
+        assert pa.read_bytes() == pb.read_bytes(), pa.name
+    assert {p.suffix for p in a} == {".png", ".pdf"}
+    assert not list((tmp_path / "a").glob("*.tmp-*"))
