@@ -1,0 +1,654 @@
+"""Frozen CLIP backbones through open_clip: loading, image features, text features, zero-shot.
+
+``load_clip`` returns a ``CLIPBundle``: the open_clip model in eval mode with every weight
+frozen, its test transform and tokenizer, and a ``weights_id`` that names the weights for cache
+keys. Names:
+
+- ``RN50`` and ``ViT-B-32`` (also spelled ``ViT-B/32``): the paper's two backbones. They always
+  use open_clip's ``-quickgelu`` configs, because OpenAI trained them with QuickGELU and plain
+  ``RN50`` in open_clip silently uses GELU: loading OpenAI weights into it gives wrong features
+  with only a warning. ``pretrained="default"`` means ``"openai"`` for these two.
+- any other open_clip model name (``open_clip.list_models()``), with an explicit tag or file.
+- the toy backbones of ``ptnl.toy.TOY_BACKBONES`` (an open_clip model-config JSON and a
+  safetensors checkpoint each); ``pretrained="default"`` loads the shipped checkpoint.
+
+``pretrained`` is an open_clip tag (downloaded to open_clip's cache as open_clip does), a path to
+a local checkpoint (a state dict saved by torch, a ``.safetensors`` file, or OpenAI's original
+TorchScript ``.pt``, converted once to safetensors under ``cache_dir()``), or ``None`` for
+random weights (seeded, so "random" is still one fixed set of weights and a valid cache key).
+
+Weights are kept in fp32. Lower precision is applied as autocast on the GPU (``precision`` is
+"bf16" or "fp16"): the frozen towers then compute in half precision while anything trainable on
+top (prompts, heads) keeps fp32 master weights. This departs from CoOp, which casts CLIP *and the
+context vectors* to fp16 and updates fp16 values with plain SGD. On the CPU only fp32 is allowed.
+
+The text side (``TextEncoder``) runs open_clip's own modules on prompt *embeddings*, truncated
+after the last EOT of the batch: the text transformer is causal and the feature is read at the
+EOT position, so tokens after it cannot change the result, and 77 positions shrink to ~10-30.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import warnings
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+from torch import nn
+
+from ptnl.paths import cache_dir, weights_dir
+
+# The paper's backbones -> the open_clip config that matches OpenAI's weights (QuickGELU).
+OPENAI_CONFIGS = {"RN50": "RN50-quickgelu", "ViT-B-32": "ViT-B-32-quickgelu"}
+PRECISIONS = ("fp32", "bf16", "fp16")
+RANDOM_INIT_SEED = 0  # pretrained=None builds these weights, so "random" names one fixed model
+# Keys OpenAI's TorchScript files carry besides the weights (open_clip drops them the same way).
+_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
+# Files a safetensors/zip/pickle checkpoint may be; anything else with a separator is a path too.
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+@dataclass(frozen=True, eq=False)
+class CLIPBundle:
+    model: nn.Module  # open_clip CLIP, eval mode, requires_grad=False everywhere
+    preprocess: Any  # test transform: PIL image -> normalised tensor [3, image_size, image_size]
+    tokenizer: Any  # open_clip tokenizer: list[str] -> LongTensor [N, context_length]
+    name: str  # the canonical name asked for ("RN50", "ViT-B-32", "toy-vit", ...)
+    weights_id: str  # "openai" (or another tag), "random", "file:<sha256[:16]>", "toy:<sha256[:16]>"
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    embed_dim: int
+    context_length: int
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _toy_backbones() -> dict:
+    # Imported lazily: the toy world is an optional, separately owned package, and `import ptnl.clip`
+    # must not build it. Tests replace this function to register a fake toy backbone.
+    try:
+        from ptnl.toy import TOY_BACKBONES
+    except ImportError:
+        return {}
+    return dict(TOY_BACKBONES)
+
+
+def canonical_name(name: str) -> str:
+    """CoOp spells ``ViT-B/32``; open_clip spells ``ViT-B-32``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"backbone name must be a non-empty string, got {name!r}")
+    return name.strip().replace("/", "-")
+
+
+def check_precision(device: str | torch.device, precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if torch.device(device).type == "cpu" and precision != "fp32":
+        raise ValueError(
+            f"precision {precision!r} needs a GPU; on the CPU use precision='fp32' "
+            "(half-precision autocast on the CPU is slow and not what the paper ran)"
+        )
+
+
+def autocast(device: str | torch.device, precision: str):
+    """The autocast context for a precision: a no-op for fp32, bf16/fp16 autocast on the GPU."""
+    check_precision(device, precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (memoised on path, size and mtime: checkpoints are hundreds of MB)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    # open_clip logs "No pretrained weights loaded ... initialized randomly" on every random build;
+    # we load weights ourselves right after, so the message is wrong here.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _is_torchscript(path: Path) -> bool:
+    # torch.save and torch.jit.save both write zip files; only TorchScript has code and constants.
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def _converted_torchscript(path: Path, sha: str) -> Path:
+    """OpenAI's .pt files are TorchScript archives: loading one runs its code. Do it once, keep
+    the weights as safetensors under cache_dir(), and read those from then on."""
+    from safetensors.torch import save_file
+
+    out = cache_dir() / "converted-weights" / f"{sha[:16]}.safetensors"
+    if out.is_file():
+        return out
+    warnings.warn(
+        f"{path} is a TorchScript archive (OpenAI's original format); loading it executes the code "
+        f"stored in it. Only do this with files you trust. Converting it once to {out}.",
+        UserWarning,
+        stacklevel=3,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; we only read weights
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    state = {k: v.detach().clone().contiguous() for k, v in scripted.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, out)  # atomic: a crash never leaves a half-written cache entry
+    return out
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint file as a flat state dict on the CPU (safetensors, torch.save, or TorchScript)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        elif _is_torchscript(path):
+            from safetensors.torch import load_file
+
+            state = load_file(str(_converted_torchscript(path, file_sha256(path))), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # corrupt, truncated, or not a checkpoint at all
+        raise ValueError(
+            f"could not read checkpoint {path}: {type(e).__name__}: {e}. Pass a state dict saved with "
+            "torch.save, a .safetensors file, or OpenAI's original .pt file."
+        ) from e
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        raise ValueError(f"checkpoint {path} does not hold a state dict (a dict of tensors)")
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return {k: v for k, v in state.items() if k not in _NON_WEIGHT_KEYS}
+
+
+def load_weights(model: nn.Module, path: str | Path, what: str) -> None:
+    """Load a checkpoint file into ``model`` strictly, with an error that says what did not match."""
+    state = read_state_dict(path)
+    state = open_clip.convert.convert_state_dict(model, state)
+    own = model.state_dict()
+    if (
+        "logit_scale" in state
+        and "logit_scale" in own
+        and state["logit_scale"].shape != own["logit_scale"].shape
+    ):
+        state["logit_scale"] = state["logit_scale"].reshape(own["logit_scale"].shape)
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} with other shapes (e.g. {k}: {tuple(state[k].shape)} in the file, "
+                f"{tuple(own[k].shape)} in the model)"
+            )
+        raise ValueError(
+            f"checkpoint {path} does not match {what}: "
+            + "; ".join(parts)
+            + ". Check that the file was saved from this architecture."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _looks_like_path(s: str) -> bool:
+    return os.sep in s or "/" in s or s.endswith(_CHECKPOINT_SUFFIXES) or Path(s).expanduser().exists()
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A local checkpoint as given, or else by that name in ``weights_dir()`` (where users drop files)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    if not p.is_absolute() and (weights_dir() / p).is_file():
+        return weights_dir() / p
+    raise FileNotFoundError(
+        f"checkpoint file {path} does not exist (looked at {p.resolve()} and {weights_dir() / p})"
+    )
+
+
+def _tag_cache_hint(tag_cfg: dict, cache: str | None) -> str:
+    if tag_cfg.get("hf_hub"):
+        from huggingface_hub import constants
+
+        repo = tag_cfg["hf_hub"].rstrip("/").split("/")
+        repo = "/".join(repo[:2])
+        return f"{cache or constants.HF_HUB_CACHE} (Hugging Face repo {repo})"
+    return f"{cache or os.path.expanduser('~/.cache/clip')} (from {tag_cfg.get('url')})"
+
+
+def _cached_tag_file(tag_cfg: dict, cache: str | None) -> str | None:
+    """The already-downloaded checkpoint of a tag, without touching the network."""
+    hub = tag_cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub)
+        repo = repo.rstrip("/")
+        names = (
+            [filename]
+            if filename
+            else [open_clip.constants.HF_SAFE_WEIGHTS_NAME, open_clip.constants.HF_WEIGHTS_NAME]
+        )
+        for n in names:
+            hit = try_to_load_from_cache(repo, n, cache_dir=cache)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+    url = tag_cfg.get("url", "")
+    if url:
+        p = os.path.join(cache or os.path.expanduser("~/.cache/clip"), os.path.basename(url))
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _download_tag(model_name: str, tag: str, tag_cfg: dict, cache: str | None) -> str:
+    hit = _cached_tag_file(tag_cfg, cache)
+    if hit:
+        return hit
+    error = "HF_HUB_OFFLINE is set"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("1", "true", "yes", "on"):
+        try:
+            path = open_clip.pretrained.download_pretrained(tag_cfg, cache_dir=cache)
+            if path:
+                return path
+            error = "open_clip returned no file"
+        except Exception as e:  # network down, DNS, HTTP errors: all mean "not available here"
+            error = f"{type(e).__name__}: {e}"
+    raise RuntimeError(
+        f"cannot load the '{tag}' weights of {model_name}: they are not in the cache folder "
+        f"{_tag_cache_hint(tag_cfg, cache)} and the download failed ({error}). "
+        f"Offline? Download them once on a machine with internet, or pass a local file: "
+        f"load_clip({model_name!r}, pretrained='/path/to/checkpoint') with a .pt/.pth/.bin state dict, "
+        f"a .safetensors file, or OpenAI's original .pt (e.g. kept in {weights_dir()})."
+    )
+
+
+def _build_random(build, *args, **kwargs):
+    # Random init draws from the global RNG inside open_clip; fork it so the weights are the same
+    # on every call and the caller's RNG stream is left untouched.
+    with torch.random.fork_rng(devices=[]), _quiet_open_clip():
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return build(*args, **kwargs)
+
+
+def _model_from_config(cfg: dict) -> nn.Module:
+    cfg = dict(cfg)
+    for key in ("preprocess_cfg", "name", "description"):
+        cfg.pop(key, None)
+    custom_text = cfg.pop("custom_text", False)
+    model_class = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    return model_class(**cfg)
+
+
+def _image_size(model: nn.Module) -> int:
+    size = getattr(model.visual, "image_size", 224)
+    if isinstance(size, (tuple, list)):
+        if size[0] != size[1]:
+            raise ValueError(f"only square image sizes are supported, model has {size}")
+        size = size[0]
+    return int(size)
+
+
+def load_clip(
+    name: str,
+    pretrained: str | os.PathLike | None = "default",
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    cache_dir: str | None = None,
+) -> CLIPBundle:
+    """Load a frozen CLIP (see the module docstring for names and ``pretrained``).
+
+    ``cache_dir`` is open_clip's download cache (None = open_clip's default, the Hugging Face
+    cache). The returned model is in eval mode (open_clip 3.3 returns train mode, which would let
+    RN50's BatchNorm update its statistics) and has requires_grad=False on every parameter.
+    """
+    name = canonical_name(name)
+    device = str(torch.device(device))
+    check_precision(device, precision)
+    pretrained = os.fspath(pretrained) if isinstance(pretrained, os.PathLike) else pretrained
+    toys = _toy_backbones()
+    preprocess_cfg: dict[str, Any] = {}
+
+    if name in toys:
+        spec = toys[name]
+        cfg = json.loads(Path(spec.config).read_text())
+        preprocess_cfg = dict(cfg.get("preprocess_cfg", {}))
+        model = _build_random(_model_from_config, cfg)
+        tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
+        embed_dim = int(cfg["embed_dim"])
+        if pretrained == "default":
+            ckpt = Path(spec.checkpoint)
+            if not ckpt.is_file():
+                raise FileNotFoundError(
+                    f"toy checkpoint {ckpt} is missing; build it with `python -m ptnl.toy.pretrain`, "
+                    f"or pass pretrained=None for random weights"
+                )
+            load_weights(model, ckpt, f"toy backbone {name}")
+            weights_id = f"toy:{file_sha256(ckpt)[:16]}"
+        elif pretrained is None:
+            weights_id = "random"
+        else:
+            if not _looks_like_path(pretrained):
+                raise ValueError(
+                    f"pretrained={pretrained!r} for toy backbone {name}: use 'default' (its shipped checkpoint), "
+                    "None (random weights) or a path to a checkpoint file"
+                )
+            checkpoint = resolve_checkpoint(pretrained)
+            load_weights(model, checkpoint, f"toy backbone {name}")
+            weights_id = f"file:{file_sha256(checkpoint)[:16]}"
+    elif name.startswith("toy-"):
+        raise ValueError(
+            f"unknown toy backbone {name!r}; known toy backbones: {sorted(toys) or 'none (ptnl.toy is not available)'}"
+        )
+    else:
+        known = set(open_clip.list_models())
+        if name not in known and name not in OPENAI_CONFIGS:
+            raise ValueError(
+                f"unknown backbone {name!r}: use 'RN50' or 'ViT-B-32' (the paper's), a toy backbone "
+                f"({sorted(toys) or 'ptnl.toy not available'}), or any name in open_clip.list_models()"
+            )
+        base = name[: -len("-quickgelu")] if name.endswith("-quickgelu") else name
+        if pretrained == "default":
+            if base not in OPENAI_CONFIGS:
+                tags = open_clip.list_pretrained_tags_by_model(name)
+                raise ValueError(
+                    f"{name} has no default weights here: pass pretrained=<tag> (one of {tags}), a path "
+                    "to a checkpoint file, or None for random weights"
+                )
+            pretrained = "openai"
+        config = name
+        tag_cfg: dict = {}
+        checkpoint: str | Path | None = None
+        force_quick_gelu = False
+        if pretrained is None:
+            weights_id = "random"
+            config = OPENAI_CONFIGS.get(base, name)  # same architecture as with OpenAI's weights
+        elif _looks_like_path(pretrained):
+            checkpoint = resolve_checkpoint(pretrained)
+            # A local file for the paper's backbones holds OpenAI weights: QuickGELU, never GELU.
+            # So does any OpenAI TorchScript file, whatever the architecture.
+            config = OPENAI_CONFIGS.get(base, name)
+            force_quick_gelu = _is_torchscript(checkpoint)
+            weights_id = f"file:{file_sha256(checkpoint)[:16]}"
+        else:
+            tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or open_clip.get_pretrained_cfg(
+                OPENAI_CONFIGS.get(base, name), pretrained
+            )
+            if not tag_cfg:
+                tags = sorted(
+                    set(open_clip.list_pretrained_tags_by_model(name))
+                    | set(open_clip.list_pretrained_tags_by_model(OPENAI_CONFIGS.get(base, name)))
+                )
+                raise ValueError(
+                    f"pretrained={pretrained!r} is neither a tag of {name} (tags: {tags}) nor an existing "
+                    "checkpoint file"
+                )
+            if tag_cfg.get("quick_gelu", False):
+                config = OPENAI_CONFIGS.get(base, name)
+                force_quick_gelu = True
+            weights_id = pretrained
+            checkpoint = _download_tag(name, pretrained, tag_cfg, cache_dir)
+        model = _build_random(
+            open_clip.create_model,
+            config,
+            pretrained=None,
+            precision="fp32",
+            device="cpu",
+            force_quick_gelu=force_quick_gelu,
+        )
+        if checkpoint is not None:
+            load_weights(model, checkpoint, f"open_clip model {config}")
+        preprocess_cfg = merge_preprocess_dict(getattr(model.visual, "preprocess_cfg", {}), tag_cfg)
+        tokenizer = open_clip.get_tokenizer(config)
+        embed_dim = int(open_clip.get_model_config(config)["embed_dim"])
+
+    model = model.to(device).eval().requires_grad_(False)
+    image_size = _image_size(model)
+    pp = PreprocessCfg(**{**merge_preprocess_dict(PreprocessCfg(), preprocess_cfg), "size": image_size})
+    vocab = getattr(tokenizer, "vocab_size", None)
+    model_vocab = getattr(model, "vocab_size", None)
+    if vocab is not None and model_vocab is not None and vocab > model_vocab:
+        raise ValueError(f"{name}: the tokenizer has {vocab} tokens but the text tower only {model_vocab}")
+    return CLIPBundle(
+        model=model,
+        preprocess=image_transform_v2(pp, is_train=False),
+        tokenizer=tokenizer,
+        name=name,
+        weights_id=weights_id,
+        image_size=image_size,
+        mean=tuple(float(m) for m in pp.mean),
+        std=tuple(float(s) for s in pp.std),
+        embed_dim=embed_dim,
+        context_length=int(model.context_length),
+        device=device,
+        precision=precision,
+    )
+
+
+# ----------------------------------------------------------------------------- image features
+
+
+def encode_images(bundle: CLIPBundle, images: torch.Tensor, precision: str | None = None) -> torch.Tensor:
+    """Frozen image-tower features [B, E] (float32, not normalised) of preprocessed images [B,3,H,W]."""
+    precision = precision or bundle.precision
+    model = bundle.model
+    if model.training:  # someone called .train(): RN50's BatchNorm must keep its running statistics
+        model.eval()
+    with torch.no_grad(), autocast(bundle.device, precision):
+        features = model.encode_image(images.to(bundle.device, non_blocking=True))
+    return features.float()
+
+
+# ----------------------------------------------------------------------------- text features
+
+
+def text_tower(model: nn.Module) -> nn.Module:
+    """The module holding the CLIP text transformer's parts, with the checks prompt learning needs."""
+    if isinstance(model, open_clip.CLIP):
+        tower, pool = model, model.text_pool_type
+    elif isinstance(getattr(model, "text", None), open_clip.transformer.TextTransformer):
+        tower, pool = model.text, model.text.pool_type
+        if tower.cls_emb is not None:
+            raise ValueError("text towers with a CLS embedding are not supported (the EOT feature is used)")
+    else:
+        raise ValueError(
+            f"{type(model).__name__} has no CLIP text transformer (HF text towers are not supported)"
+        )
+    if pool != "argmax" or getattr(tower, "attn_mask", None) is None:
+        raise ValueError(
+            "prompt learning needs a causal text transformer pooled at the EOT token "
+            f"(pool_type='argmax'), got pool_type={pool!r}"
+        )
+    return tower
+
+
+class TextEncoder(nn.Module):
+    """CLIP's text tower run from token embeddings, truncated after the last EOT of the batch.
+
+    ``forward(embeddings [N, L, D], eot [N]) -> features [N, E]``. The submodules are open_clip's
+    own (shared with the model, not copied): ``copy.deepcopy(TextEncoder(model))`` gives an
+    independent copy to fine-tune (TEnc-FT).
+
+    ``shared_prefix=P`` says that positions ``0..P-1`` are the same for every row (CoOp's unified
+    context at the end: [SOS][ctx]). Their hidden states are computed once, with batch 1, and the
+    other positions attend to them; the causal mask makes this the same computation.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        tower = text_tower(model)
+        self.transformer = tower.transformer
+        self.positional_embedding = tower.positional_embedding
+        self.ln_final = tower.ln_final
+        self.text_projection = tower.text_projection
+        self.register_buffer("attn_mask", tower.attn_mask, persistent=False)
+        if not getattr(self.transformer, "batch_first", True):
+            raise ValueError("open_clip text transformer must be batch-first (open_clip >= 2.23)")
+
+    @property
+    def context_length(self) -> int:
+        return int(self.positional_embedding.shape[0])
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        if self.text_projection is None:
+            return x
+        if isinstance(self.text_projection, nn.Linear):
+            return self.text_projection(x)
+        return x @ self.text_projection
+
+    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor, shared_prefix: int = 0) -> torch.Tensor:
+        n, length, _ = embeddings.shape
+        eot = eot.to(embeddings.device)
+        L = int(eot.max()) + 1  # causal: nothing after the last EOT of the batch reaches any EOT
+        if L > self.context_length or length < L:
+            raise ValueError(
+                f"EOT at position {L - 1} but {length} embeddings / context {self.context_length}"
+            )
+        x = embeddings[:, :L] + self.positional_embedding[:L].to(embeddings.dtype)
+        if 0 < shared_prefix < int(eot.min()) and self._blocks_are_plain():
+            x = self._run_shared_prefix(x, shared_prefix)
+        else:
+            x = self.transformer(x, attn_mask=self.attn_mask[:L, :L])
+        x = self.ln_final(x)
+        x = x[torch.arange(n, device=x.device), eot]
+        return self._project(x)
+
+    def _blocks_are_plain(self) -> bool:
+        # The shared-prefix path re-runs open_clip's ResidualAttentionBlock step by step; custom
+        # blocks (qk-norm, scaled cosine attention, ...) fall back to the plain path.
+        return all(
+            type(b) is open_clip.transformer.ResidualAttentionBlock and not hasattr(b, "ln_1_kv")
+            for b in self.transformer.resblocks
+        ) and not getattr(self.transformer, "grad_checkpointing", False)
+
+    def _run_shared_prefix(self, x: torch.Tensor, P: int) -> torch.Tensor:
+        n, L, _ = x.shape
+        mask = self.attn_mask[:L, :L].to(x.dtype)
+        prefix, rest = x[:1, :P], x[:, P:]  # rows are equal on the prefix: keep one
+        for blk in self.transformer.resblocks:
+            hp, hr = blk.ln_1(prefix), blk.ln_1(rest)
+            ap = blk.attn(hp, hp, hp, need_weights=False, attn_mask=mask[:P, :P])[0]
+            kv = torch.cat([hp.expand(n, -1, -1), hr], dim=1)
+            ar = blk.attn(hr, kv, kv, need_weights=False, attn_mask=mask[P:, :])[0]
+            prefix = prefix + blk.ls_1(ap)
+            rest = rest + blk.ls_1(ar)
+            prefix = prefix + blk.ls_2(blk.mlp(blk.ln_2(prefix)))
+            rest = rest + blk.ls_2(blk.mlp(blk.ln_2(rest)))
+        return torch.cat([prefix.expand(n, -1, -1), rest], dim=1)
+
+
+def check_prompt_lengths(bundle: CLIPBundle, texts: Sequence[str]) -> None:
+    tok = bundle.tokenizer
+    if not hasattr(tok, "encode"):
+        return
+    for t in texts:
+        n = len(tok.encode(t)) + 2  # + SOS + EOT
+        if n > bundle.context_length:
+            raise ValueError(
+                f"prompt {t!r} is {n} tokens, more than the context length {bundle.context_length}; "
+                "shorten the template or the class name"
+            )
+
+
+def encode_text(
+    bundle: CLIPBundle, texts: Sequence[str], precision: str | None = None, batch_size: int = 256
+) -> torch.Tensor:
+    """Frozen text-tower features [N, E] (float32, not normalised) of hand-crafted prompt strings."""
+    if isinstance(texts, str):
+        raise ValueError("encode_text takes a list of strings, not one string")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("encode_text needs at least one prompt")
+    check_prompt_lengths(bundle, texts)
+    precision = precision or bundle.precision
+    encoder = TextEncoder(bundle.model)
+    out = []
+    with torch.no_grad(), autocast(bundle.device, precision):
+        for i in range(0, len(texts), batch_size):
+            tokens = bundle.tokenizer(texts[i : i + batch_size]).to(bundle.device)
+            eot = tokens.argmax(dim=-1)  # CLIP's EOT has the largest id
+            L = int(eot.max()) + 1
+            out.append(encoder(bundle.model.token_embedding(tokens[:, :L]), eot).float())
+    return torch.cat(out)
+
+
+def zero_shot_classifier(
+    bundle: CLIPBundle,
+    classnames: Sequence[str],
+    templates: str | Sequence[str],
+    precision: str | None = None,
+) -> torch.Tensor:
+    """Unit-norm class embeddings [C, E] for a template (one "{}") or a template ensemble.
+
+    An ensemble averages the unit-norm features over templates and normalises again (CLIP's and
+    CoOp's ZeroshotCLIP2 recipe). Underscores in class names become spaces, as in CoOp.
+    """
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    if not templates:
+        raise ValueError("zero_shot_classifier needs at least one template")
+    for t in templates:
+        if t.count("{}") != 1:
+            raise ValueError(f"template {t!r} must contain exactly one '{{}}' for the class name")
+    names = [c.replace("_", " ") for c in classnames]
+    if not names:
+        raise ValueError("zero_shot_classifier needs at least one class name")
+    per_template = [
+        F.normalize(encode_text(bundle, [t.format(c) for c in names], precision), dim=-1) for t in templates
+    ]
+    return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
