@@ -1,0 +1,157 @@
+"""Command line: the same runs and sweeps as the notebooks, for scripting on clusters.
+
+    python -m ptnl run   --experiment demo --dataset toy-shapes --backbone toy-vit --noise-rate 0.5
+    python -m ptnl sweep --experiment sec42 --grid grids/sec42.yaml --shard 0/4
+    python -m ptnl sweep --experiment demo --base dataset=toy-shapes --base backbone=toy-vit \\
+                         --set noise_rate=0,0.25,0.5 --set seed=1,2,3,4 --group 4
+    python -m ptnl collect sec42 --csv sec42.csv
+
+A grid YAML file looks like
+
+    experiment: sec42            # optional; --experiment overrides it
+    base: {dataset: toy-shapes, backbone: toy-vit, epochs: 50}
+    grid:                        # cartesian product; a list of such mappings = union of products
+      noise_rate: [0.0, 0.125, 0.25, 0.5]
+      seed: [1, 2, 3, 4]
+
+``--set key=v1,v2`` adds (or replaces) an axis and ``--base key=v`` a fixed field; values are
+read as YAML scalars (``0.5``, ``true``, ``null``), dotted keys reach into dicts (``loss_params.q=0.7``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+import yaml
+
+from ptnl.config import RunConfig
+from ptnl.sweep import grid, parse_shard, sweep, unflatten
+
+
+def _scalar(text: str):
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def _pair(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    k, v = text.split("=", 1)
+    return k.strip(), v
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = argparse.SUPPRESS  # unset flags fall back to RunConfig's defaults
+        if f.name == "loss_params":
+            p.add_argument(flag, type=json.loads, default=default, help="JSON, e.g. '{\"q\": 0.7}'")
+        elif f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            p.add_argument(flag, type=_scalar, default=default, help=f"(default: {f.default!r})")
+
+
+def _config_from_args(ns: argparse.Namespace) -> RunConfig:
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    d = {k: v for k, v in vars(ns).items() if k in names}
+    for k in ("dataset", "backbone", "pretrained", "ctx_init"):
+        if k in d and d[k] is not None and not isinstance(d[k], str):
+            d[k] = str(d[k])  # "--backbone RN50" is a string even if YAML reads it otherwise
+    return RunConfig.from_dict(d)
+
+
+def _grid_from_args(ns: argparse.Namespace):
+    base, axes, experiment = {}, {}, None
+    if ns.grid:
+        with open(ns.grid) as f:
+            spec = yaml.safe_load(f) or {}
+        unknown = set(spec) - {"experiment", "base", "grid"}
+        if unknown:
+            raise ValueError(
+                f"{ns.grid}: unknown top-level keys {sorted(unknown)}; use experiment, base, grid"
+            )
+        experiment = spec.get("experiment")
+        base = dict(spec.get("base") or {})
+        axes = spec.get("grid") or {}
+    for k, v in ns.base or []:
+        base[k] = _scalar(v)
+    if ns.set:
+        if not isinstance(axes, dict):
+            raise ValueError("--set cannot be combined with a grid file whose 'grid' is a list of blocks")
+        axes = dict(axes)
+        for k, v in ns.set:
+            axes[k] = [_scalar(x) for x in v.split(",")]
+    return grid(unflatten(base), axes or {}), ns.experiment or experiment
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ptnl", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p_run = sub.add_parser("run", help="train and evaluate one config (skipped if already done)")
+    p_run.add_argument("--experiment", required=True, help="results/<experiment>/ folder")
+    p_run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    _add_config_flags(p_run)
+
+    p_sw = sub.add_parser("sweep", help="run a grid of configs (resumable, shardable)")
+    p_sw.add_argument(
+        "--experiment", default=None, help="results/<experiment>/ (or 'experiment:' in the grid file)"
+    )
+    p_sw.add_argument("--grid", default=None, help="YAML file with base: and grid:")
+    p_sw.add_argument("--base", action="append", type=_pair, metavar="KEY=V", help="fixed field (repeatable)")
+    p_sw.add_argument(
+        "--set", action="append", type=_pair, metavar="KEY=V1,V2", help="grid axis (repeatable)"
+    )
+    p_sw.add_argument("--shard", default=None, help="i/n: run every n-th config starting at i (0-based)")
+    p_sw.add_argument(
+        "--group", type=int, default=1, help="train up to this many prompt runs in one batched pass"
+    )
+    p_sw.add_argument("--device", default=None)
+    p_sw.add_argument("--dry-run", action="store_true", help="list the runs only")
+
+    p_co = sub.add_parser("collect", help="print (or save) one table of an experiment's finished runs")
+    p_co.add_argument("experiment")
+    p_co.add_argument("--csv", default=None, help="write the table to this CSV file")
+
+    ns = ap.parse_args(argv)
+    try:
+        if ns.cmd == "run":
+            from ptnl import engine
+
+            cfg = _config_from_args(ns)
+            metrics = engine.run(cfg, ns.experiment, device=ns.device)
+            print(json.dumps({"run_id": cfg.run_id, **metrics}, indent=2, default=str))
+        elif ns.cmd == "sweep":
+            configs, experiment = _grid_from_args(ns)
+            if not experiment:
+                raise ValueError("name the experiment: --experiment NAME or 'experiment:' in the grid file")
+            if not configs:
+                raise ValueError("the grid is empty: give --grid FILE and/or --set key=v1,v2")
+            shard = parse_shard(ns.shard) if ns.shard else None
+            if ns.dry_run:
+                from ptnl.sweep import take_shard
+
+                for c in take_shard(configs, shard):
+                    print(c.run_id, c.canonical_json())
+                return 0
+            sweep(configs, experiment, shard=shard, group_size=ns.group, device=ns.device)
+        else:
+            from ptnl.store import collect
+
+            df = collect(ns.experiment)
+            if ns.csv:
+                df.to_csv(ns.csv, index=False)
+                print(f"wrote {len(df)} runs to {ns.csv}")
+            else:
+                print(df.to_string(max_colwidth=40))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""One run = one ``RunConfig``: validated when built, hashed into the run id.
+
+Defaults are the paper's recipe (CoOp's, as PTNL runs it): SGD lr 0.002, momentum 0.9,
+weight decay 5e-4, batch 32, 50 epochs, one warm-up epoch at a constant 1e-5, cosine decay
+stepped per epoch, 16 shots, 16 context tokens shared by all classes, class token at the end.
+
+The run id is a hash of the canonical JSON of *every* field, so two configs share an id exactly
+when they describe the same run. Adding a field later changes every id; that is deliberate (a
+stale result is never silently reused under a recipe it was not trained with).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+METHODS = (
+    "prompt",  # CoOp: learn the shared context, class-name tokens fixed
+    "cls_tuning",  # learn the class-name token embeddings, context fixed (Table 2)
+    "full_prompt",  # learn context and class-name tokens (Table 2)
+    "classifier_r",  # linear head on image features, random init (Table 1)
+    "classifier_c",  # linear head initialised from the hand-crafted prompt's text embeddings
+    "tenc_ft",  # fine-tune the text encoder on the hand-crafted prompts
+    "linear_probe",  # sklearn L-BFGS logistic regression on image features (Figure 1/2)
+    "visual_ft",  # fine-tune the image tower (Figure 1)
+    "zeroshot",  # hand-crafted prompt, no training
+    "random_prompt",  # CoOp prompt with random (untrained) context
+)
+PROMPT_METHODS = ("prompt", "cls_tuning", "full_prompt")  # trained through the frozen text tower
+UNTRAINED_METHODS = ("zeroshot", "random_prompt")
+LOSSES = ("ce", "gce", "mae", "sce", "nce_rce")
+NOISE_KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
+FEATURE_MODES = ("exact", "views", "center")
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# CoOp's dataset names; "toy-*" names belong to the toy world (ptnl.toy).
+REAL_DATASETS = (
+    "OxfordPets",
+    "Flowers102",
+    "Food101",
+    "DTD",
+    "FGVCAircraft",
+    "Caltech101",
+    "StanfordCars",
+    "UCF101",
+    "EuroSAT",
+    "SUN397",
+    "ImageNet",
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str
+    backbone: str = "RN50"
+    pretrained: str | None = "default"  # passed to load_clip: "default", "openai", a file, None = random
+    method: str = "prompt"
+    loss: str = "ce"
+    loss_params: dict = field(default_factory=dict)  # e.g. {"q": 0.5} for gce
+    noise_kind: str = "symmetric"
+    noise_rate: float = 0.0
+    shots: int = 16
+    n_ctx: int = 16
+    ctx_init: str | None = None  # None = random N(0, 0.02) context, as PTNL
+    csc: bool = False
+    class_token_position: str = "end"
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5
+    seed: int = 1
+    feature_mode: str = "views"
+    n_views: int | None = None  # views mode: augmented views per image; None = one per epoch
+    precision: str = "auto"  # "auto": fp32 on CPU, bf16 autocast on GPU (master weights stay fp32)
+    grad_ratio: bool = False  # also record the per-epoch noisy/clean gradient-norm ratio (Sec. 4.4)
+
+    def __post_init__(self):
+        # Coerce the loose types YAML and JSON give us (0 for 0.0) so equal runs hash equally.
+        for name, typ in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            object.__setattr__(self, name, _coerce(name, value, typ))
+        object.__setattr__(
+            self, "loss_params", {str(k): self.loss_params[k] for k in sorted(self.loss_params)}
+        )
+        _validate(self)
+
+    # -- identity -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), dict) else v) for f in _FIELDS}
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    @property
+    def run_id(self) -> str:
+        """Stable 16-hex-digit hash of the canonical JSON (the run's folder name)."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        unknown = [k for k in d if k not in _FIELD_NAMES]
+        if unknown:
+            k = unknown[0]
+            close = difflib.get_close_matches(k, _FIELD_NAMES, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown RunConfig key {k!r}{hint} (valid keys: {', '.join(_FIELD_NAMES)})")
+        if "dataset" not in d:
+            raise ValueError(
+                "RunConfig needs a 'dataset' (e.g. 'OxfordPets' or a toy task like 'toy-shapes')"
+            )
+        return cls(**d)
+
+    def replace(self, **changes) -> RunConfig:
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    # -- resolved values --------------------------------------------------------------------------
+    @property
+    def views_per_image(self) -> int:
+        return self.epochs if self.n_views is None else self.n_views
+
+    @property
+    def n_noisy_per_class(self) -> float:
+        return self.noise_rate * self.shots
+
+
+_FIELDS = dataclasses.fields(RunConfig)
+_FIELD_NAMES = tuple(f.name for f in _FIELDS)
+_OPTIONAL = {"pretrained", "ctx_init", "n_views"}
+_FIELD_TYPES = {
+    "dataset": str,
+    "backbone": str,
+    "pretrained": str,
+    "method": str,
+    "loss": str,
+    "loss_params": dict,
+    "noise_kind": str,
+    "noise_rate": float,
+    "shots": int,
+    "n_ctx": int,
+    "ctx_init": str,
+    "csc": bool,
+    "class_token_position": str,
+    "epochs": int,
+    "batch_size": int,
+    "lr": float,
+    "momentum": float,
+    "weight_decay": float,
+    "warmup_epochs": int,
+    "warmup_lr": float,
+    "seed": int,
+    "feature_mode": str,
+    "n_views": int,
+    "precision": str,
+    "grad_ratio": bool,
+}
+assert set(_FIELD_TYPES) == set(_FIELD_NAMES)
+
+
+def _coerce(name, value, typ):
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ValueError(f"RunConfig.{name} must be {typ.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {name} {value!r}{hint}; choose one of {', '.join(allowed)}")
+
+
+def _validate(c: RunConfig) -> None:
+    _choice("method", c.method, METHODS)
+    _choice("loss", c.loss, LOSSES)
+    _choice("noise_kind", c.noise_kind, NOISE_KINDS)
+    _choice("feature_mode", c.feature_mode, FEATURE_MODES)
+    _choice("class_token_position", c.class_token_position, CLASS_TOKEN_POSITIONS)
+    _choice("precision", c.precision, PRECISIONS)
+    if not c.dataset.startswith("toy-"):
+        _choice("dataset", c.dataset, REAL_DATASETS + ("toy-<task>",))
+    if not 0.0 <= c.noise_rate < 1.0 or math.isnan(c.noise_rate):
+        raise ValueError(f"noise_rate must be in [0, 1), got {c.noise_rate} (0.5 = half the labels flipped)")
+    for name in ("shots", "epochs", "batch_size"):
+        if getattr(c, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.n_ctx < 0:
+        raise ValueError(f"n_ctx must be >= 0 (0 = class name only, the paper's Ctx-0), got {c.n_ctx}")
+    if c.n_views is not None and c.n_views < 1:
+        raise ValueError(f"n_views must be >= 1 or None (one view per epoch), got {c.n_views}")
+    if not 0 <= c.warmup_epochs <= c.epochs:
+        raise ValueError(f"warmup_epochs must be in [0, epochs={c.epochs}], got {c.warmup_epochs}")
+    for name in ("lr", "warmup_lr", "weight_decay"):
+        v = getattr(c, name)
+        if not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    if not 0.0 <= c.momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {c.momentum}")
+    if c.method == "visual_ft" and c.feature_mode != "exact":
+        raise ValueError(
+            "visual_ft trains the image tower, so its features cannot be cached: set feature_mode='exact'"
+        )
+    if c.grad_ratio and c.method in UNTRAINED_METHODS + ("linear_probe",):
+        raise ValueError(
+            f"grad_ratio needs a method trained by gradient descent, not {c.method!r} "
+            "(Section 4.4's linear baseline is classifier_r: a linear head trained with SGD)"
+        )
+    for k, v in c.loss_params.items():
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise ValueError(f"loss_params[{k!r}] must be a number, got {v!r}")
+    try:
+        json.dumps(c.to_dict(), allow_nan=False)
+    except ValueError as e:
+        raise ValueError(f"RunConfig values must be finite JSON numbers: {e}") from None
+
+
+def lr_at_epoch(config: RunConfig, epoch: int) -> float:
+    """Learning rate of 1-based ``epoch``: Dassl's ConstantWarmupScheduler around CosineAnnealingLR.
+
+    Warm-up epochs run at ``warmup_lr``; after them the cosine (T_max = epochs) starts at ``lr``,
+    shifted by the warm-up, and is stepped once per epoch. With the defaults: epoch 1 = 1e-5,
+    epoch e >= 2 = 1e-3 * (1 + cos(pi * (e - 2) / 50)), epoch 50 ~ 7.9e-6 (CoOp issue #26's log).
+    """
+    if not 1 <= epoch <= config.epochs:
+        raise ValueError(f"epoch must be in [1, {config.epochs}], got {epoch}")
+    if epoch <= config.warmup_epochs:
+        return config.warmup_lr
+    t = epoch - 1 - config.warmup_epochs
+    return 0.5 * config.lr * (1.0 + math.cos(math.pi * t / config.epochs))

@@ -1,0 +1,572 @@
+"""Train and evaluate one run (or a batched group of prompt-tuning runs) from a RunConfig.
+
+Data flow of one run:
+    load_dataset -> fewshot_indices(train labels, shots, seed) -> add_noise -> load_clip
+    -> image features (cache: train views / centre crops; test centre crops; or online in
+       ``exact`` mode) -> method module -> SGD with the recipe -> test accuracy with the class
+       embeddings computed once -> metrics.
+
+One function per method family:
+- ``_run_module``: every method that follows the module protocol on image features (prompt,
+  cls_tuning, full_prompt, classifier_r, classifier_c, tenc_ft): ``m.class_embeddings()`` then
+  ``m(features, class_embeddings)``.
+- ``_run_untrained``: zeroshot, random_prompt (evaluate only).
+- ``_run_linear_probe``: sklearn logistic regression on features.
+- ``_run_visual_ft``: the image tower is trained, so images are encoded every step.
+
+Random streams are all derived from the run's seed by name (``features.generator``): the
+module's initialisation ("init"), the batch order ("order"), the views drawn per epoch ("views")
+and ``exact``-mode crops ("exact"). The few-shot draw and the noise use ptnl.data's own streams
+of the same seed. So runs that differ only in noise rate or loss share images, initialisation
+and batch order (paired comparisons).
+
+Precision: fp32 on CPU; on GPU the forward passes run under bf16 autocast ("auto") while the
+trained parameters, their gradients and SGD's state stay fp32 (CoOp trains pure fp16, ctx
+included; reference §7.1). Losses are always computed in fp32.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ptnl import features as F
+from ptnl import store
+from ptnl.config import PROMPT_METHODS, RunConfig, lr_at_epoch
+
+EVAL_BATCH = 1024
+# Per-sample gradients cost (samples x parameters) memory, and the batched backward holds one
+# copy of the text tower's activation gradients per sample: chunks of at most this many samples,
+# and of at most this many gradient floats (tenc_ft has ~38M text-tower parameters).
+PER_SAMPLE_GRAD_CHUNK = 8
+PER_SAMPLE_GRAD_FLOATS = 64_000_000
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+
+def autocast(device, precision):
+    from ptnl.clip import autocast as _autocast
+
+    return _autocast(device, precision)
+
+
+def resolve_device(device=None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+@functools.lru_cache(maxsize=2)
+def _load_clip(backbone: str, pretrained, device: str):
+    # Frozen towers are shared by every run of a sweep in this process; methods that train a
+    # tower (tenc_ft, visual_ft) copy the parts they train.
+    from ptnl.clip import load_clip
+
+    return load_clip(backbone, pretrained=pretrained, device=device)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset(name: str):
+    from ptnl.data import load_dataset
+
+    return load_dataset(name)
+
+
+@dataclass
+class Run:
+    """Everything a method family needs, built once per run by ``prepare``."""
+
+    cfg: RunConfig
+    bundle: object  # ptnl.clip.CLIPBundle
+    dataset: object  # ptnl.data.base.Dataset
+    train_idx: np.ndarray  # few-shot indices into dataset.train
+    labels: object  # ptnl.noise.NoisyLabels over train_idx
+    device: torch.device
+    precision: str  # resolved: fp32, bf16 or fp16
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_idx)
+
+
+def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
+    """Load (or take) the dataset and backbone, draw the few-shot set and its noisy labels."""
+    from ptnl.data import fewshot_indices
+    from ptnl.noise import add_noise
+
+    device = resolve_device(device)
+    precision = resolve_precision(cfg.precision, device)
+    ds = dataset if dataset is not None else _load_dataset(cfg.dataset)
+    bundle = bundle if bundle is not None else _load_clip(cfg.backbone, cfg.pretrained, str(device))
+    idx = fewshot_indices(ds.train.labels, cfg.shots, cfg.seed, n_classes=ds.n_classes)
+    true = ds.train.labels[idx]
+    scores = None
+    if cfg.noise_kind == "confusion" and cfg.noise_rate > 0:
+        scores = zeroshot_probs(bundle, ds, idx, device, precision)
+    labels = add_noise(true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed, scores=scores)
+    return Run(cfg, bundle, ds, idx, labels, device, precision)
+
+
+# -- features ------------------------------------------------------------------------------------
+
+
+def train_bank(r: Run, progress=False) -> torch.Tensor:
+    """[V, N, E] training features: V augmented views (views mode) or V = 1 centre crop."""
+    views = (
+        ["center"] if r.cfg.feature_mode == "center" else [f"aug{v}" for v in range(r.cfg.views_per_image)]
+    )
+    return F.cached_features(
+        r.bundle, r.dataset, "train", r.train_idx, views, r.device, r.precision, progress=progress
+    )
+
+
+def test_features(r: Run, progress=False) -> torch.Tensor:
+    idx = np.arange(len(r.dataset.test))
+    return F.cached_features(
+        r.bundle, r.dataset, "test", idx, ["center"], r.device, r.precision, progress=progress
+    )[0]
+
+
+def view_schedule(n: int, n_views: int, epochs: int, g: torch.Generator) -> torch.Tensor:
+    """[epochs, n] view index per epoch and sample: each sample cycles through a fresh random
+    permutation of its V views every V epochs, so with V = epochs every view is used once."""
+    out = torch.empty(epochs, n, dtype=torch.long)
+    for start in range(0, epochs, n_views):
+        perms = torch.argsort(torch.rand(n, n_views, generator=g), dim=1)  # [n, V]
+        stop = min(epochs, start + n_views)
+        out[start:stop] = perms[:, : stop - start].T
+    return out
+
+
+def epoch_batches(n: int, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
+    """One epoch of a shuffled loader with Dassl's drop_last (only when n >= batch_size)."""
+    perm = torch.randperm(n, generator=g)
+    if n < batch_size:
+        return [perm]
+    return list(perm[: (n // batch_size) * batch_size].split(batch_size))
+
+
+def feature_source(r: Run, progress=False):
+    """``fn(epoch, batch) -> features [B, E]`` on the run's device, for the config's feature mode."""
+    cfg = r.cfg
+    if cfg.feature_mode == "exact":
+        split = r.dataset.train
+
+        def exact(epoch, batch):
+            pixels = F.exact_batch(r.bundle, split, r.train_idx[batch.numpy()], cfg.seed, epoch)
+            return F.encode_images(r.bundle, pixels, r.device, r.precision)
+
+        return exact
+    bank = train_bank(r, progress)
+    schedule = view_schedule(r.n_train, bank.shape[0], cfg.epochs, F.generator("views", cfg.seed))
+    bank = bank.to(r.device)
+
+    def cached(epoch, batch):
+        return bank[schedule[epoch - 1, batch].to(r.device), batch.to(r.device)]
+
+    return cached
+
+
+@torch.no_grad()
+def zeroshot_probs(bundle, dataset, idx, device, precision) -> torch.Tensor:
+    """Zero-shot CLIP probabilities [N, C] of train images ``idx`` (the hand-crafted template on
+    centre crops from the cache): the scores confusion noise reads."""
+    from ptnl.baselines import ZeroShotCLIP
+
+    img = F.cached_features(bundle, dataset, "train", idx, ["center"], device, precision)[0].to(device)
+    zs = ZeroShotCLIP(bundle, dataset.prompts())
+    return zs(img).float().softmax(-1).cpu()
+
+
+# -- modules -------------------------------------------------------------------------------------
+
+
+def build_module(cfg: RunConfig, bundle, dataset, generator: torch.Generator):
+    """The method module for ``cfg.method`` (see ptnl.prompts / ptnl.baselines)."""
+    names = dataset.classnames
+    if cfg.method in PROMPT_METHODS or cfg.method == "random_prompt":
+        from ptnl import prompts
+
+        learn = {"prompt": "ctx", "random_prompt": "ctx", "cls_tuning": "cls", "full_prompt": "full"}[
+            cfg.method
+        ]
+        return prompts.PromptCLIP(
+            bundle,
+            names,
+            n_ctx=cfg.n_ctx,
+            ctx_init=cfg.ctx_init,
+            csc=cfg.csc,
+            class_token_position=cfg.class_token_position,
+            learn=learn,
+            generator=generator,
+        )
+    from ptnl import baselines
+
+    if cfg.method == "zeroshot":
+        return baselines.ZeroShotCLIP(bundle, dataset.prompts())
+    if cfg.method == "classifier_r":
+        return baselines.LinearHead(bundle, dataset.prompts(), init="random", generator=generator)
+    if cfg.method == "classifier_c":
+        return baselines.LinearHead(bundle, dataset.prompts(), init="clip", generator=generator)
+    if cfg.method == "tenc_ft":
+        return baselines.TextEncoderFT(bundle, dataset.prompts())
+    raise ValueError(f"method {cfg.method!r} has no module")
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def per_sample_grad_norms(losses: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    """||d losses[i] / d params|| for every i, exactly, from one forward graph.
+
+    Batched backward (``is_grads_batched``: a vmap over the backward pass with one-hot grad
+    outputs) gives every sample's gradient through the text tower without B forward passes;
+    chunked so that samples x parameters stays bounded, with a per-sample loop as fallback.
+    The graph is kept for the training step's own backward.
+    """
+    b = losses.shape[0]
+    n_params = sum(p.numel() for p in params)
+    chunk = max(1, min(b, PER_SAMPLE_GRAD_CHUNK, PER_SAMPLE_GRAD_FLOATS // max(n_params, 1)))
+    sq = torch.zeros(b, device=losses.device)
+    eye = torch.eye(b, device=losses.device, dtype=losses.dtype)
+    for s in range(0, b, chunk):
+        rows = eye[s : s + chunk]
+        try:
+            grads = torch.autograd.grad(
+                losses, params, grad_outputs=rows, is_grads_batched=True, retain_graph=True
+            )
+            sq[s : s + chunk] = sum(g.reshape(len(rows), -1).float().pow(2).sum(1) for g in grads)
+        except RuntimeError:  # an op without a batching rule, or out of memory: one sample at a time
+            for k in range(s, min(b, s + chunk)):
+                grads = torch.autograd.grad(losses[k], params, retain_graph=True)
+                sq[k] = sum(g.float().pow(2).sum() for g in grads)
+    return sq.sqrt()
+
+
+def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[dict]:
+    """Train each module with its run's recipe; returns per run the per-epoch ``train_loss``,
+    ``lr`` and, if asked, ``grad_ratio`` (mean per-sample gradient norm over noisy samples / over
+    clean samples, measured on the training batches before each step).
+
+    Several runs (``run_group``) step together: one batched text pass per step, the sum of their
+    mean losses backpropagated once (their parameters are disjoint, so each gets exactly its own
+    gradient), and each run's own optimizer, learning rate, data order and views.
+    """
+    from ptnl.losses import get_loss
+
+    cfg0 = runs[0].cfg
+    n = runs[0].n_train
+    if any(r.n_train != n for r in runs):
+        raise ValueError("runs trained together need the same number of training samples")
+    device, precision = runs[0].device, runs[0].precision
+    params = [list(m.trainable_parameters()) for m in modules]
+    opts = [
+        torch.optim.SGD(p, lr=r.cfg.lr, momentum=r.cfg.momentum, weight_decay=r.cfg.weight_decay)
+        for r, p in zip(runs, params)
+    ]
+    loss_fns = [get_loss(r.cfg.loss, **r.cfg.loss_params) for r in runs]
+    labels = [torch.as_tensor(r.labels.noisy, device=device) for r in runs]
+    noisy = [torch.as_tensor(r.labels.is_noisy, device=device) for r in runs]
+    orders = [F.generator("order", r.cfg.seed) for r in runs]
+    hists = [{"train_loss": [], "lr": [], **({"grad_ratio": []} if r.cfg.grad_ratio else {})} for r in runs]
+    epochs = range(1, cfg0.epochs + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc=cfg0.method, unit="epoch", leave=False)
+    for epoch in epochs:
+        lrs = [lr_at_epoch(r.cfg, epoch) for r in runs]
+        for opt, lr in zip(opts, lrs):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        totals = torch.zeros(len(runs), device=device)
+        gsum = torch.zeros(len(runs), 2, device=device)  # [run, clean/noisy] sums of grad norms
+        gcount = torch.zeros(len(runs), 2, device=device)
+        steps = [epoch_batches(n, r.cfg.batch_size, g) for r, g in zip(runs, orders)]
+        seen = 0
+        for batches in zip(*steps):
+            feats = [src(epoch, b) for src, b in zip(sources, batches)]
+            with autocast(device, precision):
+                embs = class_embeddings(modules)
+                logits = [m(f, e) for m, f, e in zip(modules, feats, embs)]
+            losses = [
+                fn(z.float(), y[b.to(device)], reduction="none")
+                for fn, z, y, b in zip(loss_fns, logits, labels, batches)
+            ]
+            for k, r in enumerate(runs):
+                if r.cfg.grad_ratio:
+                    norms = per_sample_grad_norms(losses[k], params[k])
+                    which = noisy[k][batches[k].to(device)].long()
+                    gsum[k].index_add_(0, which, norms)
+                    gcount[k].index_add_(0, which, torch.ones_like(norms))
+            means = torch.stack([loss.mean() for loss in losses])
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            means.sum().backward()
+            for opt in opts:
+                opt.step()
+            totals += means.detach() * len(batches[0])
+            seen += len(batches[0])
+        for k, h in enumerate(hists):
+            h["train_loss"].append(totals[k].item() / seen)
+            h["lr"].append(lrs[k])
+            if "grad_ratio" in h:
+                clean, noisy_mean = (gsum[k] / gcount[k].clamp(min=1)).tolist()
+                ok = gcount[k].min().item() > 0 and clean > 0
+                h["grad_ratio"].append(noisy_mean / clean if ok else float("nan"))
+    return hists
+
+
+def class_embeddings(modules: list) -> list:
+    """Each module's class embeddings; prompt modules of a group share one text-tower pass."""
+    if len(modules) == 1:
+        return [modules[0].class_embeddings()]
+    parts = [m.prompt_learner() for m in modules]  # (embeddings [C, L, D], eot [C]) each
+    c = parts[0][0].shape[0]
+    x = torch.cat([p[0] for p in parts])
+    eot = torch.cat([p[1] for p in parts])
+    enc = modules[0].text_encoder
+    feats = grouped_text_features(enc, x, eot, len(modules), modules[0].prompt_learner.shared_prefix)
+    return list(torch.nn.functional.normalize(feats.float(), dim=-1).split(c))
+
+
+def grouped_text_features(enc, x: torch.Tensor, eot: torch.Tensor, groups: int, prefix: int) -> torch.Tensor:
+    """ptnl.clip.TextEncoder over R runs' prompts stacked as [R*C, L, D].
+
+    Within a run the first ``prefix`` positions ([SOS][ctx], CoOp's unified context at the end)
+    are the same for all its classes; as TextEncoder does for one run, they are computed once per
+    run ([R, P, D]) and the other positions attend to their own run's copy. The causal mask makes
+    this the same computation as the plain pass.
+    """
+    n, _, d = x.shape
+    c = n // groups
+    length = int(eot.max()) + 1
+    x = x[:, :length] + enc.positional_embedding[:length].to(x.dtype)
+    if 0 < prefix < int(eot.min()) and enc._blocks_are_plain():
+        mask = enc.attn_mask[:length, :length].to(x.dtype)
+        pre, rest = x.view(groups, c, length, d)[:, 0, :prefix], x[:, prefix:]
+        for blk in enc.transformer.resblocks:
+            hp, hr = blk.ln_1(pre), blk.ln_1(rest)
+            ap = blk.attn(hp, hp, hp, need_weights=False, attn_mask=mask[:prefix, :prefix])[0]
+            kv = torch.cat([hp.repeat_interleave(c, dim=0), hr], dim=1)
+            ar = blk.attn(hr, kv, kv, need_weights=False, attn_mask=mask[prefix:, :])[0]
+            pre = pre + blk.ls_1(ap)
+            rest = rest + blk.ls_1(ar)
+            pre = pre + blk.ls_2(blk.mlp(blk.ln_2(pre)))
+            rest = rest + blk.ls_2(blk.mlp(blk.ln_2(rest)))
+        x = torch.cat([pre.repeat_interleave(c, dim=0), rest], dim=1)
+    else:
+        x = enc.transformer(x, attn_mask=enc.attn_mask[:length, :length])
+    x = enc.ln_final(x)
+    return enc._project(x[torch.arange(n, device=x.device), eot])
+
+
+@torch.no_grad()
+def evaluate(module, feats: torch.Tensor, labels, device, precision) -> float:
+    """Top-1 accuracy; the class embeddings are computed once for the whole test set."""
+    y = torch.as_tensor(np.asarray(labels), device=device)
+    with autocast(device, precision):
+        emb = module.class_embeddings()
+    correct = 0
+    for s in range(0, len(feats), EVAL_BATCH):
+        f = feats[s : s + EVAL_BATCH].to(device)
+        with autocast(device, precision):
+            logits = module(f, emb)
+        correct += (logits.float().argmax(-1) == y[s : s + EVAL_BATCH]).sum().item()
+    return correct / max(len(feats), 1)
+
+
+# -- method families -----------------------------------------------------------------------------
+
+
+def _run_module(r: Run, progress=False) -> dict:
+    module = build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
+    [hist] = fit([r], [module], [feature_source(r, progress)], progress)
+    acc = evaluate(module, test_features(r, progress), r.dataset.test.labels, r.device, r.precision)
+    return {"test_acc": acc, **hist}
+
+
+def _run_untrained(r: Run, progress=False) -> dict:
+    module = build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
+    acc = evaluate(module, test_features(r, progress), r.dataset.test.labels, r.device, r.precision)
+    return {"test_acc": acc}
+
+
+def _run_linear_probe(r: Run, progress=False) -> dict:
+    from ptnl import baselines
+
+    bank = train_bank(r, progress) if r.cfg.feature_mode != "exact" else None
+    if bank is None:  # exact mode has no stored views: the probe sees centre crops, as CLIP's
+        bank = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)
+    x = bank.reshape(-1, bank.shape[-1]).numpy()  # every view is one more sample
+    y = np.tile(r.labels.noisy, bank.shape[0])
+    probe = baselines.linear_probe(x, y, n_classes=r.dataset.n_classes, seed=r.cfg.seed)
+    test = test_features(r, progress).numpy()
+    acc = float((probe.predict(test) == np.asarray(r.dataset.test.labels)).mean())
+    return {"test_acc": acc, "probe_C": probe.C}
+
+
+def _run_visual_ft(r: Run, progress=False) -> dict:
+    import torchvision.transforms as T
+
+    from ptnl import baselines
+
+    cfg = r.cfg
+    module = baselines.VisualFT(r.bundle, r.dataset.n_classes, generator=F.generator("init", cfg.seed)).to(
+        r.device
+    )
+    split = r.dataset.train
+
+    def pixels(epoch, batch):  # CoOp's augmentation at the fine-tuned encoder's own size and normalisation
+        return F.exact_batch(module, split, r.train_idx[batch.numpy()], cfg.seed, epoch).to(r.device)
+
+    module.train()
+    [hist] = fit([r], [_PixelAdapter(module)], [pixels], progress)
+    module.eval()
+    if module.kind == "clip":
+        preprocess = r.bundle.preprocess
+    else:  # CLIP's test transform (shorter side, centre crop) with the encoder's normalisation
+        size = module.image_size
+        bicubic = T.InterpolationMode.BICUBIC
+        preprocess = T.Compose(
+            [T.Resize(size, bicubic), T.CenterCrop(size), T.ToTensor(), T.Normalize(module.mean, module.std)]
+        )
+    correct, test = 0, r.dataset.test
+    with torch.no_grad():
+        for s in range(0, len(test), 64):
+            ids = list(range(s, min(len(test), s + 64)))
+            x = torch.stack([preprocess(test.load_image(i)) for i in ids]).to(r.device)
+            with autocast(r.device, r.precision):
+                pred = module(x).float().argmax(-1).cpu().numpy()
+            correct += int((pred == test.labels[ids]).sum())
+    return {"test_acc": correct / max(len(test), 1), **hist, "visual_weights_id": module.weights_id}
+
+
+class _PixelAdapter(torch.nn.Module):
+    """visual_ft (``m(images) -> logits``) seen through the feature-module protocol."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def class_embeddings(self):
+        return None
+
+    def forward(self, x, class_embeddings=None):
+        return self.m(x)
+
+    def trainable_parameters(self):
+        return self.m.trainable_parameters()
+
+
+FAMILIES = {
+    "prompt": _run_module,
+    "cls_tuning": _run_module,
+    "full_prompt": _run_module,
+    "classifier_r": _run_module,
+    "classifier_c": _run_module,
+    "tenc_ft": _run_module,
+    "zeroshot": _run_untrained,
+    "random_prompt": _run_untrained,
+    "linear_probe": _run_linear_probe,
+    "visual_ft": _run_visual_ft,
+}
+
+
+def _context_metrics(r: Run, seconds: float, group_size: int = 1) -> dict:
+    import ptnl
+
+    return {
+        "train_label_acc": float(1.0 - r.labels.is_noisy.mean()) if r.n_train else float("nan"),
+        "n_train": r.n_train,
+        "n_noisy": int(r.labels.is_noisy.sum()),
+        "n_test": len(r.dataset.test),
+        "n_classes": r.dataset.n_classes,
+        "feature_mode": r.cfg.feature_mode,
+        "weights_id": r.bundle.weights_id,
+        "split_source": r.dataset.split_source,
+        "device": str(r.device),
+        "precision": r.precision,
+        "seconds": seconds,
+        "group_size": group_size,
+        "ptnl_version": ptnl.__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def train_and_evaluate(cfg: RunConfig, device=None, progress=False) -> dict:
+    """One run, without the store: its metrics dict."""
+    t0 = time.perf_counter()
+    r = prepare(cfg, device)
+    out = FAMILIES[cfg.method](r, progress)
+    return {**out, **_context_metrics(r, time.perf_counter() - t0)}
+
+
+def run(config: RunConfig, experiment: str | None = None, device=None, progress=False) -> dict:
+    """Train and evaluate ``config``; with ``experiment``, through the run store (a finished run
+    is loaded, not redone)."""
+    if experiment is None:
+        return train_and_evaluate(config, device, progress)
+    done = store.load_metrics(config, experiment)
+    if done is not None:
+        return done
+    store.start_run(config, experiment)
+    metrics = train_and_evaluate(config, device, progress)
+    store.finish_run(config, experiment, metrics)
+    return metrics
+
+
+def run_group(configs, experiment: str | None = None, device=None, progress=False) -> list[dict]:
+    """Train R prompt-tuning runs that share backbone, dataset, method and shape (they may differ
+    in seed, noise, loss and optimiser settings; ``sweep.GROUP_FREE_FIELDS``) in one batched text
+    pass per step. Each run keeps its own context, optimizer state, data order and views, so its
+    metrics equal ``run(config)``'s up to float rounding. Returns the metrics in config order."""
+    from ptnl.sweep import group_key, groupable
+
+    configs = list(configs)
+    if not configs:
+        return []
+    bad = [c.method + "/" + c.feature_mode for c in configs if not groupable(c)]
+    if bad:
+        raise ValueError(f"run_group trains prompt methods on cached features only, got {bad[0]}")
+    if len({group_key(c) for c in configs}) > 1:
+        raise ValueError("run_group needs configs that differ only in " + ", ".join(_free_fields()))
+    todo = [c for c in configs if experiment is None or not store.is_done(c, experiment)]
+    todo = list({c.run_id: c for c in todo}.values())
+    done = {}
+    if todo:
+        t0 = time.perf_counter()
+        if experiment is not None:
+            for c in todo:
+                store.start_run(c, experiment)
+        runs = [prepare(c, device) for c in todo]
+        modules = [
+            build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
+            for r in runs
+        ]
+        hists = fit(runs, modules, [feature_source(r, progress) for r in runs], progress)
+        test = test_features(runs[0], progress)
+        seconds = (time.perf_counter() - t0) / len(runs)  # the group's time, shared out
+        for r, m, h in zip(runs, modules, hists):
+            acc = evaluate(m, test, r.dataset.test.labels, r.device, r.precision)
+            done[r.cfg.run_id] = {"test_acc": acc, **h, **_context_metrics(r, seconds, len(runs))}
+            if experiment is not None:
+                store.finish_run(r.cfg, experiment, done[r.cfg.run_id])
+    return [done[c.run_id] if c.run_id in done else store.load_metrics(c, experiment) for c in configs]
+
+
+def _free_fields():
+    from ptnl.sweep import GROUP_FREE_FIELDS
+
+    return GROUP_FREE_FIELDS

@@ -1,0 +1,76 @@
+import hashlib
+import math
+
+import pytest
+
+from ptnl.config import RunConfig, lr_at_epoch
+
+
+def test_defaults_are_the_paper_recipe():
+    c = RunConfig(dataset="OxfordPets")
+    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == (0.002, 0.9, 5e-4, 32, 50)
+    assert (c.warmup_epochs, c.warmup_lr, c.shots, c.n_ctx, c.csc) == (1, 1e-5, 16, 16, False)
+    assert c.class_token_position == "end" and c.method == "prompt" and c.loss == "ce"
+    assert c.views_per_image == 50
+
+
+def test_lr_schedule_matches_reference_values():
+    c = RunConfig(dataset="OxfordPets")
+    assert lr_at_epoch(c, 1) == 1e-5
+    assert lr_at_epoch(c, 2) == pytest.approx(2.000e-3)
+    assert lr_at_epoch(c, 3) == pytest.approx(1.998e-3, abs=1e-6)
+    assert lr_at_epoch(c, 50) == pytest.approx(7.9e-6, abs=5e-8)
+    for e in range(2, 51):
+        assert lr_at_epoch(c, e) == pytest.approx(1e-3 * (1 + math.cos(math.pi * (e - 2) / 50)), rel=1e-12)
+    with pytest.raises(ValueError):
+        lr_at_epoch(c, 51)
+
+
+def test_hash_is_stable_and_canonical():
+    a = RunConfig(dataset="DTD", noise_rate=0, loss_params={"q": 0.5, "a": 1})
+    b = RunConfig.from_dict({"loss_params": {"a": 1, "q": 0.5}, "noise_rate": 0.0, "dataset": "DTD"})
+    assert a.run_id == b.run_id and len(a.run_id) == 16
+    assert a.replace(seed=2).run_id != a.run_id
+    assert a.replace(feature_mode="exact").run_id != a.run_id
+
+
+def test_run_id_is_pinned():
+    # Every stored result is filed under this id: a change here orphans all existing results.
+    c = RunConfig(dataset="OxfordPets")
+    assert c.canonical_json().startswith('{"backbone":"RN50","batch_size":32,"class_token_position":"end"')
+    assert c.run_id == hashlib.sha256(c.canonical_json().encode()).hexdigest()[:16] == "03fcf26cd67df4b8"
+
+
+def test_round_trip():
+    c = RunConfig(dataset="toy-shapes", backbone="toy-vit", pretrained=None, n_views=4, csc=True)
+    assert RunConfig.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"noise_rate": 1.0}, "noise_rate"),
+        ({"noise_rate": -0.1}, "noise_rate"),
+        ({"method": "coop"}, "unknown method"),
+        ({"loss": "gce2"}, "did you mean 'gce'"),
+        ({"dataset": "Pets"}, "unknown dataset"),
+        ({"feature_mode": "cached"}, "feature_mode"),
+        ({"shots": 0}, "shots"),
+        ({"shots": True}, "must be int"),
+        ({"csc": 1}, "must be bool"),
+        ({"n_views": 0}, "n_views"),
+        ({"method": "visual_ft"}, "feature_mode='exact'"),
+        ({"lr": float("nan")}, "lr"),
+        ({"method": "linear_probe", "grad_ratio": True}, "classifier_r"),
+    ],
+)
+def test_bad_values_raise(kw, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig(**{"dataset": "OxfordPets", **kw})
+
+
+def test_from_dict_names_unknown_key_and_closest():
+    with pytest.raises(ValueError, match=r"'noise_rat'.*did you mean 'noise_rate'"):
+        RunConfig.from_dict({"dataset": "DTD", "noise_rat": 0.5})
+    with pytest.raises(ValueError, match="dataset"):
+        RunConfig.from_dict({"noise_rate": 0.5})

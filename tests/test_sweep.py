@@ -1,0 +1,165 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ptnl import paths, store, sweep
+from ptnl.config import RunConfig
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """engine.run/run_group replaced by bookkeeping: the sweep logic is what is tested here."""
+    from ptnl import engine
+
+    calls = []
+
+    def run(cfg, experiment, device=None, progress=False):
+        if cfg.seed == 666:
+            raise KeyboardInterrupt
+        calls.append([cfg.run_id])
+        m = {"test_acc": cfg.noise_rate}
+        store.finish_run(cfg, experiment, m)
+        return m
+
+    def run_group(cfgs, experiment, device=None, progress=False):
+        calls.append([c.run_id for c in cfgs])
+        out = []
+        for c in cfgs:
+            store.finish_run(c, experiment, {"test_acc": c.noise_rate})
+            out.append({"test_acc": c.noise_rate})
+        return out
+
+    monkeypatch.setattr(engine, "run", run)
+    monkeypatch.setattr(engine, "run_group", run_group)
+    return calls
+
+
+def test_grid_product_order_and_dedup():
+    cs = sweep.grid({"dataset": "DTD"}, {"noise_rate": [0, 0.5], "seed": [1, 2, 2]})
+    assert [(c.noise_rate, c.seed) for c in cs] == [(0.0, 1), (0.0, 2), (0.5, 1), (0.5, 2)]
+    union = sweep.grid({"dataset": "DTD"}, [{"seed": [1]}, {"seed": [1, 3], "loss_params.q": [0.7]}])
+    assert [(c.seed, c.loss_params) for c in union] == [(1, {}), (1, {"q": 0.7}), (3, {"q": 0.7})]
+    with pytest.raises(ValueError, match="list of values"):
+        sweep.grid({"dataset": "DTD"}, {"seed": 1})
+    with pytest.raises(ValueError, match="did you mean 'noise_rate'"):
+        sweep.grid({"dataset": "DTD"}, {"noise": [0.5]})
+
+
+def test_shards_partition_the_grid():
+    cs = sweep.grid({"dataset": "DTD"}, {"seed": list(range(10))})
+    parts = [sweep.take_shard(cs, (i, 3)) for i in range(3)]
+    ids = [c.run_id for p in parts for c in p]
+    assert sorted(ids) == sorted(c.run_id for c in cs) and len(set(ids)) == 10
+    assert sweep.parse_shard("2/3") == (2, 3)
+    for bad in ("3/3", "a/b", "1"):
+        with pytest.raises(ValueError, match="shard"):
+            sweep.parse_shard(bad)
+
+
+def test_sweep_skips_done_and_resumes_after_interrupt(fresh_store, fake_engine):
+    cs = sweep.grid({"dataset": "DTD"}, {"seed": [1, 2, 666, 4]})
+    with pytest.raises(KeyboardInterrupt):
+        sweep.sweep(cs, "exp", progress=False)
+    assert [store.is_done(c, "exp") for c in cs] == [True, True, False, False]
+    fake_engine.clear()
+    cs[2] = cs[2].replace(seed=3)
+    sweep.sweep(cs, "exp", progress=False)
+    assert fake_engine == [[cs[2].run_id], [cs[3].run_id]]  # the two done runs were skipped
+    assert len(store.collect("exp")) == 4
+
+
+def test_group_batches_only_compatible_runs(fresh_store, fake_engine):
+    base = {"dataset": "DTD", "backbone": "RN50"}
+    cs = sweep.grid(base, {"seed": [1, 2, 3], "shots": [4, 8]})
+    cs += [RunConfig(dataset="DTD", method="linear_probe")]
+    sweep.sweep(cs, "g", group_size=2, progress=False)
+    sizes = sorted(len(c) for c in fake_engine)
+    assert sizes == [1, 1, 1, 2, 2]  # shots 4: (1,2),(3); shots 8: (1,2),(3); linear probe alone
+    for call in fake_engine:
+        shots = {next(c for c in cs if c.run_id == i).shots for i in call}
+        assert len(shots) == 1
+
+
+def test_cli_sweep_and_collect(fresh_store, tmp_path):
+    spec = tmp_path / "g.yaml"
+    spec.write_text("experiment: cli\nbase: {dataset: DTD}\ngrid:\n  noise_rate: [0.0, 0.5]\n")
+    env_py = [sys.executable, "-m", "ptnl"]
+    out = subprocess.run(
+        [*env_py, "sweep", "--grid", str(spec), "--set", "seed=1,2", "--shard", "1/2", "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    cfgs = [json.loads(line.split(" ", 1)[1]) for line in out]
+    assert [(c["noise_rate"], c["seed"]) for c in cfgs] == [(0.0, 2), (0.5, 2)]
+    bad = subprocess.run(
+        [*env_py, "sweep", "--experiment", "x", "--set", "noise_rat=0.5"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "did you mean 'noise_rate'" in bad.stderr
+
+
+def test_cli_run_flags_build_the_config():
+    import argparse
+
+    from ptnl.__main__ import _add_config_flags, _config_from_args
+
+    p = argparse.ArgumentParser()
+    _add_config_flags(p)
+    ns = p.parse_args(
+        [
+            "--dataset",
+            "toy-shapes",
+            "--noise-rate",
+            "0.5",
+            "--csc",
+            "--pretrained",
+            "null",
+            "--loss-params",
+            '{"q": 0.7}',
+        ]
+    )
+    c = _config_from_args(ns)
+    assert (c.dataset, c.noise_rate, c.csc, c.pretrained, c.loss_params) == (
+        "toy-shapes",
+        0.5,
+        True,
+        None,
+        {"q": 0.7},
+    )
+    assert c.epochs == 50
+
+
+def test_quiet_follows_env(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert sweep.quiet(True)
+    monkeypatch.setenv("TQDM_DISABLE", "")
+    assert not sweep.quiet(True) and sweep.quiet(False)
+    assert paths.results_dir()  # env untouched otherwise
+
+
+def test_cli_run_sweep_collect_in_process(fresh_store, tmp_path, monkeypatch, capsys):
+    from ptnl import engine
+    from ptnl.__main__ import main
+    from ptnl.bench import register_tiny_clip, synthetic_dataset
+
+    tiny = register_tiny_clip("ptnl-tiny-cli", tmp_path)
+    data = synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2)
+    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
+    common = ["--pretrained", "null", "--epochs", "1", "--shots", "2", "--n-ctx", "2"]
+    argv = ["run", "--experiment", "cli", "--dataset", "toy-synthetic", "--backbone", tiny, *common]
+    assert main([*argv, "--feature-mode", "center"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_train"] == 6 and out["feature_mode"] == "center"
+    base = ["--base", "dataset=toy-synthetic", "--base", f"backbone={tiny}", "--base", "pretrained=null"]
+    base += ["--base", "epochs=1", "--base", "shots=2", "--base", "n_ctx=2", "--base", "n_views=1"]
+    assert main(["sweep", "--experiment", "cli", *base, "--set", "seed=1,2", "--group", "2"]) == 0
+    csv = tmp_path / "cli.csv"
+    assert main(["collect", "cli", "--csv", str(csv)]) == 0
+    import pandas as pd
+
+    df = pd.read_csv(csv)
+    assert len(df) == 3 and sorted(df.group_size) == [1, 2, 2]
+    assert main(["run", "--experiment", "cli", "--dataset", "toy-synthetic", "--noise-rate", "1.5"]) == 2
+    assert "noise_rate" in capsys.readouterr().err
