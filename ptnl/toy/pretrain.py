@@ -1,0 +1,204 @@
+"""Pretrain a tiny CLIP contrastively on the toy world and write the shipped checkpoint.
+
+    python -m ptnl.toy.pretrain --backbone toy-vit
+    python -m ptnl.toy.pretrain --backbone toy-rn
+
+Writes ptnl/toy/checkpoints/<backbone>.safetensors (fp16) and <backbone>.json (training config,
+sha256, final loss, wall time, zero-shot accuracy on the toy tasks). Runs on one CPU thread so
+two pretrainings can share a 2-core laptop; every random draw comes from the seed, so rerunning
+the command on the same torch build gives the same weights (other builds: close, not bit-equal).
+
+The pretraining set is `--n-images` pictures from seed stream 0 of the world (downstream tasks use
+other streams), each with `N_CAPTIONS` captions drawn at render time and tokenised by open_clip's
+own tokenizer; it is cached under cache_dir()/toy/ so the second backbone does not re-render it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ptnl.paths import cache_dir, toy_checkpoint_dir
+from ptnl.toy import CONFIG_DIR, TOY_BACKBONES
+from ptnl.toy.world import IMAGE_SIZE, SWATCH_RATE, caption, image_rng, render, sample_attrs
+
+PRETRAIN_STREAM = 0  # the world's seed stream for pretraining pictures (tasks use 100+)
+N_CAPTIONS = 4  # captions drawn per picture; each step picks one at random
+
+DEFAULTS = dict(
+    n_images=32768,
+    steps=800,
+    batch_size=128,
+    lr=1e-3,
+    warmup=50,
+    weight_decay=0.1,
+    seed=0,
+)
+
+
+def build_model(backbone: str, seed: int):
+    """An open_clip CLIP from the toy config, randomly initialised from `seed` (global RNG untouched)."""
+    import open_clip
+
+    if backbone not in TOY_BACKBONES:
+        raise ValueError(f"unknown toy backbone {backbone!r}; choose one of {tuple(TOY_BACKBONES)}")
+    open_clip.add_model_config(CONFIG_DIR)
+    with torch.random.fork_rng(devices=[]):  # open_clip initialises from the global RNG
+        torch.manual_seed(seed)
+        model = open_clip.create_model(backbone, pretrained=None)
+    return model, open_clip.get_tokenizer(backbone)
+
+
+def pretrain_data(n_images: int, tokenizer, context_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N,64,64,3], tokens int32 [N,N_CAPTIONS,L]), rendered once and cached."""
+    path = cache_dir() / "toy" / f"pretrain-{n_images}-c{N_CAPTIONS}-l{context_length}-{_world_hash()}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["images"], z["tokens"]
+    from tqdm import tqdm
+
+    images = np.empty((n_images, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    captions = []
+    for i in tqdm(range(n_images), desc="render pretraining pictures", mininterval=2):
+        rng = image_rng(PRETRAIN_STREAM, i)
+        attrs = sample_attrs(rng, swatch_rate=SWATCH_RATE)
+        images[i] = render(attrs, rng)
+        captions += [caption(attrs, rng) for _ in range(N_CAPTIONS)]
+    tokens = tokenizer(captions).numpy().astype(np.int32).reshape(n_images, N_CAPTIONS, context_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, images=images, tokens=tokens)
+    os.replace(tmp, path)  # atomic: a second pretraining started meanwhile never reads half a file
+    return images, tokens
+
+
+def _world_hash() -> str:
+    # The cache is keyed on the world's source, so editing the renderer never reuses stale pictures.
+    src = (Path(__file__).resolve().parent / "world.py").read_bytes()
+    return hashlib.sha256(src).hexdigest()[:12]
+
+
+def _param_groups(model, weight_decay: float):
+    # As CLIP: no decay on gains, biases, embeddings' scale, logit_scale (ndim < 2).
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def to_model_input(images_u8: np.ndarray, mean, std) -> torch.Tensor:
+    """uint8 [B,64,64,3] -> normalised float [B,3,64,64], as the model's preprocess does at 64 px."""
+    x = torch.from_numpy(np.array(images_u8)).permute(0, 3, 1, 2).float() / 255  # copy: cache may be read-only
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def train(backbone: str, n_images: int, steps: int, batch_size: int, lr: float, warmup: int,
+          weight_decay: float, seed: int, log_every: int = 10):
+    from tqdm import tqdm
+
+    model, tokenizer = build_model(backbone, seed)
+    L = model.context_length
+    images, tokens = pretrain_data(n_images, tokenizer, L)
+    mean, std = model.visual.preprocess_cfg["mean"], model.visual.preprocess_cfg["std"]
+    opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup)))
+    )
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.empty(0, dtype=torch.long)
+    losses = []
+    model.train()
+    t0 = time.time()
+    bar = tqdm(range(steps), desc=f"pretrain {backbone}", mininterval=5)
+    for step in bar:
+        if len(order) < batch_size:  # a fresh epoch: reshuffle (the tail of the last one is dropped)
+            order = torch.randperm(n_images, generator=gen)
+        idx, order = order[:batch_size], order[batch_size:]
+        which = torch.randint(0, N_CAPTIONS, (batch_size,), generator=gen)
+        idx_np = np.sort(idx.numpy())  # sorted reads from the cache; labels follow the same order
+        x = to_model_input(images[idx_np], mean, std)
+        t = torch.from_numpy(tokens[idx_np, which.numpy()].astype(np.int64))
+        img = model.encode_image(x, normalize=True)
+        txt = model.encode_text(t, normalize=True)
+        logits = model.logit_scale.exp() * img @ txt.T
+        target = torch.arange(batch_size)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():  # CLIP clamps the temperature at 100
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        if step % log_every == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+    model.eval()
+    return model, tokenizer, {"final_loss": float(np.mean(losses[-50:])), "train_time_s": time.time() - t0,
+                              "loss_curve": [round(float(np.mean(losses[i:i + 50])), 4) for i in range(0, steps, 50)]}
+
+
+def save_checkpoint(model, path: Path) -> str:
+    """fp16 safetensors of the full state dict (integer buffers kept); returns its sha256."""
+    from safetensors.torch import save_file
+
+    sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path))
+    return sha256_file(path)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", required=True, choices=tuple(TOY_BACKBONES))
+    for k, v in DEFAULTS.items():
+        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 lets two runs share 2 cores)")
+    ap.add_argument("--out-dir", type=Path, default=toy_checkpoint_dir(),
+                    help="where <backbone>.safetensors/.json go (default: the shipped checkpoints)")
+    ap.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation recorded in the json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    hp = {k: getattr(args, k) for k in DEFAULTS}
+    model, tokenizer, stats = train(args.backbone, **hp)
+    ckpt = args.out_dir / f"{args.backbone}.safetensors"
+    digest = save_checkpoint(model, ckpt)
+    import open_clip
+
+    record = {
+        "backbone": args.backbone,
+        "config": json.loads((CONFIG_DIR / f"{args.backbone}.json").read_text()),
+        "sha256": digest,
+        "command": f"python -m ptnl.toy.pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}",
+        "training": {**hp, "n_captions": N_CAPTIONS, "pretrain_stream": PRETRAIN_STREAM, "threads": args.threads,
+                     "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6), linear warmup + cosine", "dtype": "fp32"},
+        "final_loss": round(stats["final_loss"], 4),
+        "loss_curve_every_50_steps": stats["loss_curve"],
+        "train_time_s": round(stats["train_time_s"], 1),
+        "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__, "numpy": np.__version__},
+    }
+    if not args.no_eval:
+        from ptnl.toy.sanity import zero_shot_table
+
+        # Evaluate the weights as shipped (fp16 -> fp32), not the fp32 ones still in memory.
+        record["zero_shot_test_acc"] = zero_shot_table(args.backbone, checkpoint=ckpt)
+    (args.out_dir / f"{args.backbone}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({k: record[k] for k in ("backbone", "sha256", "final_loss", "train_time_s")}))
+    if "zero_shot_test_acc" in record:
+        print(json.dumps(record["zero_shot_test_acc"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Downstream tasks in the toy world, loaded as the same `Dataset` the real datasets are.
+
+Four tasks mirror the paper's variety: generic objects (Caltech101), fine-grained attribute
+combinations (OxfordPets, Flowers102, FGVCAircraft), textures (DTD), and counting (a scene-level
+concept, standing in for UCF101's actions). A class fixes some attributes; every other attribute
+and every nuisance is drawn per image, as in pretraining. Images are rendered on demand from their
+ref ("toy-shapes/test/00042"), so a task costs nothing until a picture is asked for, and each
+split draws from its own seed stream, disjoint from the pretraining stream (stream 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from ptnl.data.base import Dataset, Split
+from ptnl.toy.world import PATTERNS, SHAPES, Attrs, image_rng, plural, render, sample_attrs
+
+N_TRAIN, N_VAL, N_TEST = 64, 16, 40  # images per class; train is the pool few-shot draws from
+SPLITS = {"train": (0, N_TRAIN), "val": (1, N_VAL), "test": (2, N_TEST)}  # split -> (stream offset, per class)
+
+
+@dataclass(frozen=True)
+class ToyTask:
+    stream: int  # seed stream base; splits use stream + offset. Pretraining uses stream 0.
+    template: str
+    classes: tuple[tuple[str, Attrs], ...]  # (class name, the attributes the class fixes)
+
+    @property
+    def classnames(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.classes)
+
+
+_FINE = tuple(
+    (f"{c} {p} {s}", Attrs(shape=s, colour=c, pattern=p, count=1))
+    for c in ("red", "orange") for p in ("striped", "dotted", "checkered") for s in ("circle", "hexagon")
+)
+_COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
+_COUNTS = tuple(
+    (f"{_COUNT_WORDS[n]} {s if n == 1 else plural(s)}", Attrs(shape=s, count=n))
+    for s in ("circle", "square", "triangle", "star") for n in (1, 2, 3)
+)
+
+TASKS: dict[str, ToyTask] = {
+    # generic objects: which shape, whatever its colour, pattern and size
+    "toy-shapes": ToyTask(100, "a photo of a {}.", tuple((s, Attrs(shape=s, count=1)) for s in SHAPES)),
+    # fine-grained: colour x pattern x shape among near neighbours (red/orange, circle/hexagon)
+    "toy-fine": ToyTask(200, "a close-up photo of a {}.", _FINE),
+    # textures: full-frame swatches, DTD's template
+    "toy-textures": ToyTask(300, "{} texture.", tuple((p, Attrs(kind="swatch", pattern=p)) for p in PATTERNS)),
+    # counting: how many of which shape
+    "toy-counts": ToyTask(400, "a photo of {}.", _COUNTS),
+}
+TOY_TASKS = tuple(TASKS)
+
+
+def _task(name: str) -> ToyTask:
+    if name not in TASKS:
+        raise ValueError(f"unknown toy task {name!r}; choose one of {TOY_TASKS}")
+    return TASKS[name]
+
+
+def task_attrs(ref: str) -> tuple[Attrs, np.random.Generator]:
+    """The full attributes of the picture `ref`, and the generator positioned to render it."""
+    try:
+        name, split, idx = ref.split("/")
+        offset, _ = SPLITS[split]
+        i = int(idx)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"bad toy image ref {ref!r}; expected '<task>/<train|val|test>/<index>'") from e
+    task = _task(name)
+    rng = image_rng(task.stream + offset, i)
+    return sample_attrs(rng, fixed=task.classes[i % len(task.classes)][1]), rng
+
+
+@lru_cache(maxsize=8192)
+def _render_ref(ref: str) -> bytes:
+    attrs, rng = task_attrs(ref)
+    return render(attrs, rng).tobytes()
+
+
+def load_image(ref: str) -> Image.Image:
+    """Render the toy picture `ref` (cached: a few thousand 12 KB images)."""
+    from ptnl.toy.world import IMAGE_SIZE
+
+    return Image.frombytes("RGB", (IMAGE_SIZE, IMAGE_SIZE), _render_ref(ref))
+
+
+def _split(name: str, split: str) -> Split:
+    n_cls = len(_task(name).classes)
+    n = SPLITS[split][1] * n_cls
+    # Labels cycle through the classes, so any prefix of a split is class-balanced.
+    return Split(tuple(f"{name}/{split}/{i:05d}" for i in range(n)), np.arange(n) % n_cls, load_image)
+
+
+def load_task(name: str) -> Dataset:
+    """A toy task as a `Dataset` (split_source "toy"): train pool, val and a fixed test set."""
+    task = _task(name)
+    return Dataset(
+        name=name,
+        classnames=task.classnames,
+        template=task.template,
+        train=_split(name, "train"),
+        val=_split(name, "val"),
+        test=_split(name, "test"),
+        split_source="toy",
+        root=None,
+    )
+
+
+def split_arrays(split: Split) -> np.ndarray:
+    """All images of a split as uint8 [N, 64, 64, 3] (for tests and the sanity script)."""
+    return np.stack([np.asarray(split.load_image(i)) for i in range(len(split))])

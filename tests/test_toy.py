@@ -1,0 +1,153 @@
+"""The toy world: deterministic rendering, honest captions, task shapes, shipped checkpoints."""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from ptnl.toy import TOY_BACKBONES, TOY_TASKS, load_task, world
+from ptnl.toy import tasks as toy_tasks
+
+CONTEXT_LENGTH = 32  # text_cfg.context_length of both toy configs
+N_CTX = 16  # CoOp's default number of learnable context tokens
+
+
+def _draw(stream, i, fixed=None):
+    rng = world.image_rng(stream, i)
+    attrs = world.sample_attrs(rng, fixed=fixed, swatch_rate=world.SWATCH_RATE)
+    return attrs, world.render(attrs, rng), world.caption(attrs, rng)
+
+
+def test_render_is_deterministic_and_seed_dependent():
+    a1, x1, c1 = _draw(0, 7)
+    a2, x2, c2 = _draw(0, 7)
+    assert a1 == a2 and c1 == c2 and np.array_equal(x1, x2)
+    assert x1.shape == (64, 64, 3) and x1.dtype == np.uint8
+    _, y, _ = _draw(0, 8)
+    _, z, _ = _draw(1, 7)
+    assert not np.array_equal(x1, y) and not np.array_equal(x1, z)
+
+
+def test_task_images_are_deterministic_and_disjoint_from_pretraining():
+    ds = load_task("toy-shapes")
+    ref = ds.test.refs[3]
+    toy_tasks._render_ref.cache_clear()
+    first = np.asarray(ds.test.load_image(3))
+    toy_tasks._render_ref.cache_clear()
+    assert np.array_equal(first, np.asarray(load_task("toy-shapes").test.load_image(3)))
+    streams = [t.stream + off for t in toy_tasks.TASKS.values() for off, _ in toy_tasks.SPLITS.values()]
+    assert len(set(streams)) == len(streams) and 0 not in streams  # stream 0 is pretraining
+    attrs, _ = toy_tasks.task_attrs(ref)
+    assert attrs.shape == ds.classnames[ds.test.labels[3]]
+
+
+def test_fixed_attributes_are_kept_and_colour_is_rendered():
+    fixed = world.Attrs(kind="swatch", colour="blue", pattern="plain")
+    attrs, img, _ = _draw(5, 0, fixed)
+    assert (attrs.kind, attrs.colour, attrs.pattern) == ("swatch", "blue", "plain")
+    r, g, b = img.reshape(-1, 3).mean(0) / 255
+    hue = colorsys.rgb_to_hsv(r, g, b)[0] * 360
+    assert abs(hue - world.COLOURS["blue"][0]) < 15
+
+
+def test_captions_only_name_true_attributes():
+    words_of = {"colour": set(world.COLOURS), "pattern": set(world.PATTERNS), "size": set(world.SIZES)}
+    for i in range(400):
+        attrs, _, cap = _draw(0, i)
+        tokens = set(cap.rstrip(".").replace(",", "").split())
+        for fam, vocab in words_of.items():
+            named = tokens & vocab
+            assert named <= {getattr(attrs, fam)}, (cap, attrs)
+        shapes = {s for s in world.SHAPES if s in tokens or world.plural(s) in tokens}
+        assert shapes <= {attrs.shape}, (cap, attrs)
+
+
+def test_captions_and_prompts_fit_the_context_length():
+    import open_clip
+
+    tok = open_clip.tokenizer.SimpleTokenizer(context_length=CONTEXT_LENGTH)
+    caps = [_draw(0, i)[2] for i in range(500)]
+    lengths = [len(tok.encode(c)) + 2 for c in caps]  # + start and end of text
+    assert max(lengths) <= CONTEXT_LENGTH
+    for name in TOY_TASKS:
+        ds = load_task(name)
+        for c in ds.classnames:  # CoOp's prompt: SOT + 16 context tokens + class name + "." + EOT
+            assert len(tok.encode(c + ".")) + N_CTX + 2 <= CONTEXT_LENGTH, c
+
+
+@pytest.mark.parametrize("name", TOY_TASKS)
+def test_task_shapes(name):
+    ds = load_task(name)
+    assert ds.name == name and ds.split_source == "toy" and ds.template.count("{}") == 1
+    assert len(set(ds.classnames)) == ds.n_classes >= 8
+    for split, min_per_class in ((ds.train, 50), (ds.test, 30)):
+        counts = np.bincount(split.labels, minlength=ds.n_classes)
+        assert counts.min() >= min_per_class and counts.min() == counts.max()
+    again = load_task(name)
+    assert again.test.refs == ds.test.refs and np.array_equal(again.test.labels, ds.test.labels)
+    assert not set(ds.train.refs) & set(ds.test.refs)
+    img = ds.train.load_image(0)
+    assert img.size == (64, 64) and img.mode == "RGB"
+
+
+def test_bad_names_raise():
+    assert tuple(toy_tasks.TASKS) == TOY_TASKS  # ptnl.toy lists the names without importing the world
+    with pytest.raises(ValueError, match="unknown toy task"):
+        load_task("toy-nope")
+    with pytest.raises(ValueError, match="bad toy image ref"):
+        toy_tasks.load_image("toy-shapes/holdout/1")
+    with pytest.raises(ValueError, match="unknown shape"):
+        world._shape_sdf("blob", np.zeros(1), np.zeros(1))
+
+
+@pytest.mark.parametrize("backbone", sorted(TOY_BACKBONES))
+def test_shipped_checkpoint_matches_its_record_and_config(backbone):
+    import open_clip
+    import torch
+    from safetensors.torch import load_file
+
+    from ptnl.toy import CONFIG_DIR
+    from ptnl.toy.pretrain import sha256_file
+
+    bb = TOY_BACKBONES[backbone]
+    record = json.loads(bb.checkpoint.with_suffix(".json").read_text())
+    assert sha256_file(bb.checkpoint) == record["sha256"]
+    assert bb.checkpoint.stat().st_size <= 20 * 2**20
+    cfg = json.loads(bb.config.read_text())
+    assert record["config"] == cfg and cfg["quick_gelu"] is True
+    sd = load_file(str(bb.checkpoint))
+    assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())  # shipped as fp16
+    open_clip.add_model_config(CONFIG_DIR)
+    model = open_clip.create_model(backbone, pretrained=None)
+    model.load_state_dict(sd, strict=True)
+
+
+@functools.cache
+def _shipped(backbone):
+    from ptnl.toy.sanity import load_toy_model
+
+    return load_toy_model(backbone)
+
+
+# The shipped toy-vit (800 steps, 1 thread) is undertrained: 23 % on toy-shapes, 1.9x chance
+# (its 16-shot linear probe is no better, 22 %). strict: once regenerated with more steps this
+# XPASSes and fails, so the mark gets removed rather than forgotten.
+_UNDERTRAINED = {("toy-vit", "toy-shapes")}
+
+
+@pytest.mark.parametrize(
+    "backbone,task",
+    [pytest.param(b, t, marks=[pytest.mark.xfail(strict=True, reason="toy-vit undertrained on shapes")]
+                  if (b, t) in _UNDERTRAINED else [])
+     for b in sorted(TOY_BACKBONES) for t in TOY_TASKS],
+)
+def test_shipped_checkpoint_zero_shot_far_above_chance(backbone, task):
+    from ptnl.toy.sanity import zero_shot_acc
+
+    acc = zero_shot_acc(*_shipped(backbone), task, n_per_class=10)  # first 10 test images per class
+    chance = 1 / load_task(task).n_classes
+    assert acc >= 2.5 * chance, (task, acc, chance)
