@@ -345,6 +345,30 @@ def _image_size(model: nn.Module) -> int:
     return int(size)
 
 
+def weights_identity(name: str, pretrained: str | os.PathLike | None = "default") -> str:
+    """The ``weights_id`` that ``load_clip(name, pretrained)`` would report, without building the
+    model: "toy:<sha>" for a shipped toy checkpoint, "file:<sha>" for a local file, "random" for
+    None, else the open_clip tag. Run ids include it, so regenerating a checkpoint (same config,
+    new weights) can never reuse the old checkpoint's results."""
+    name = canonical_name(name)
+    pretrained = os.fspath(pretrained) if isinstance(pretrained, os.PathLike) else pretrained
+    if pretrained is None:
+        return "random"
+    toys = _toy_backbones()
+    if name in toys and pretrained == "default":
+        ckpt = Path(toys[name].checkpoint)
+        return f"toy:{file_sha256(ckpt)[:16]}" if ckpt.is_file() else "toy:missing"
+    if _looks_like_path(pretrained):
+        try:
+            return f"file:{file_sha256(resolve_checkpoint(pretrained))[:16]}"
+        except FileNotFoundError:
+            return f"file-missing:{pretrained}"  # load_clip will say what is missing
+    if pretrained == "default":
+        base = name[: -len("-quickgelu")] if name.endswith("-quickgelu") else name
+        return "openai" if base in OPENAI_CONFIGS else "default"
+    return str(pretrained)
+
+
 def load_clip(
     name: str,
     pretrained: str | os.PathLike | None = "default",

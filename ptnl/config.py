@@ -103,8 +103,14 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Stable 16-hex-digit hash of the canonical JSON (the run's folder name)."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        """Stable 16-hex-digit hash of the canonical JSON and of the identity of the weights
+        ``pretrained`` resolves to (the run's folder name). "default" for a toy backbone names
+        whatever checkpoint ships today: hashing its sha256 too means a regenerated checkpoint
+        gets fresh runs instead of silently reusing results of the old weights."""
+        from ptnl.clip import weights_identity
+
+        key = self.canonical_json() + "\n" + weights_identity(self.backbone, self.pretrained)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:

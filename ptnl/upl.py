@@ -120,7 +120,12 @@ class UPLConfig:
 
     @property
     def run_id(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        # Like RunConfig.run_id: the weights' identity is hashed too (a regenerated checkpoint
+        # never reuses the old one's runs).
+        from ptnl.clip import weights_identity
+
+        key = self.canonical_json() + "\n" + weights_identity(self.prompt.backbone, self.prompt.pretrained)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UPLConfig:

@@ -38,7 +38,25 @@ def test_run_id_is_pinned():
     # Every stored result is filed under this id: a change here orphans all existing results.
     c = RunConfig(dataset="OxfordPets")
     assert c.canonical_json().startswith('{"backbone":"RN50","batch_size":32,"class_token_position":"end"')
-    assert c.run_id == hashlib.sha256(c.canonical_json().encode()).hexdigest()[:16] == "03fcf26cd67df4b8"
+    key = c.canonical_json() + "\nopenai"  # RN50 "default" = OpenAI's weights
+    assert c.run_id == hashlib.sha256(key.encode()).hexdigest()[:16] == "521ea82afc859fe4"
+
+
+def test_run_id_follows_the_weights(tmp_path, monkeypatch):
+    # Same config, regenerated toy checkpoint: a different run id, so old results are not reused.
+    from ptnl import clip, toy
+
+    cfg = RunConfig(dataset="toy-shapes", backbone="toy-rn")
+    spec = toy.TOY_BACKBONES["toy-rn"]
+    assert clip.weights_identity("toy-rn") == clip.load_clip("toy-rn").weights_id
+    before = cfg.run_id
+    fake = tmp_path / "toy-rn.safetensors"
+    fake.write_bytes(spec.checkpoint.read_bytes() + b"")  # same bytes: same identity
+    monkeypatch.setitem(toy.TOY_BACKBONES, "toy-rn", toy.ToyBackbone(spec.config, fake))
+    assert cfg.run_id == before
+    fake.write_bytes(b"different weights")
+    assert cfg.run_id != before
+    assert RunConfig(dataset="toy-shapes", backbone="toy-rn", pretrained=None).run_id != before
 
 
 def test_round_trip():
