@@ -19,10 +19,11 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NB_NUMS := $(foreach nb,$(NOTEBOOKS),$(firstword $(subst _, ,$(notdir $(nb)))))
 NBVAL_ARGS := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 
-.PHONY: help env test test-fast lint clean distclean notebooks figures bench paper refs $(NB_NUMS)
+.PHONY: help env test test-fast lint clean distclean notebooks figures bench paper plan refs $(NB_NUMS)
 
 help: ## list the targets (default)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@printf "  \033[36m%-14s\033[0m %s\n" "NN" "execute one notebook, e.g. make 02 (also SET=smoke, PARAMS=\"-p backbone toy-rn\")"
 
 env: $(ENV_STAMP) ## build .venv with the pinned dependencies (once; again only when pyproject.toml changes)
 
@@ -55,7 +56,11 @@ bench: $(ENV_STAMP) ## speed/memory benchmarks, as ratios to a reference measure
 	$(PY) -m ptnl.bench
 
 paper: $(ENV_STAMP) ## the real grid (RN50/ViT-B/32, eight datasets under PTNL_DATA) on a GPU: prints the plan first
+	$(PY) -m ptnl.experiments --set paper
 	$(PY) -m ptnl.notebooks run $(NOTEBOOKS) --set paper --output-dir build/paper $(PARAMS)
+
+plan: $(ENV_STAMP) ## print what SET would run, how many runs are done, and what is missing on disk
+	$(PY) -m ptnl.experiments --set $(SET)
 
 lint: $(ENV_STAMP) ## check style with ruff
 	$(PY) -m ruff check ptnl tests

@@ -1,0 +1,242 @@
+"""The paper's figures, drawn from result summaries with the paper's numbers beside ours.
+
+Every function takes summaries (``ptnl.claims.summarize``: one row per setting with ``mean``,
+``std``, ``n``) and returns a matplotlib Figure; it computes nothing and writes nothing. The
+notebooks save what they get with ``ptnl.plots.save_figure`` (byte-stable PNG + PDF).
+
+Paper numbers (``claims.paper_summary``) are drawn dashed (``plots.PAPER_STYLE``) in the panel of
+the same dataset when our run has it; otherwise (the toy world) in extra panels titled
+"paper: <dataset>", so the shape of the paper's curves is always on the same figure as ours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ptnl import plots
+
+LABELS = {
+    "prompt": "prompt tuning",
+    "prompt_gce": "prompt tuning (GCE)",
+    "prompt_sce": "prompt tuning (SCE)",
+    "prompt_nce_rce": "prompt tuning (NCE+RCE)",
+    "linear_probe": "linear probe",
+    "linear_probe_gce": "linear probe (GCE)",
+    "classifier_r": "Classifier-R",
+    "classifier_r_gce": "Classifier-R (GCE)",
+    "classifier_c": "Classifier-C",
+    "tenc_ft": "TEnc-FT",
+    "cls_tuning": "CLS-Tuning",
+    "full_prompt": "Full-Prompt-Tuning",
+    "visual_ft": "visual fine-tuning",
+    "zeroshot": "zero-shot",
+    "random_prompt": "random prompt",
+}
+_FALLBACK = (
+    "#0173b2",
+    "#de8f05",
+    "#029e73",
+    "#d55e00",
+    "#cc78bc",
+    "#ca9161",
+    "#fbafe4",
+    "#949494",
+    "#ece133",
+    "#56b4e9",
+)
+
+
+def label(variant: str) -> str:
+    return LABELS.get(variant, variant)
+
+
+def colors_for(variants: Sequence[str], overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A colour per variant: the house colours of ``plots.METHOD_COLORS``, then a fixed palette."""
+    out, spare = {}, [c for c in _FALLBACK]
+    for v in variants:
+        if overrides and v in overrides:
+            out[v] = overrides[v]
+        elif v in plots.METHOD_COLORS:
+            out[v] = plots.METHOD_COLORS[v]
+    used = set(out.values())
+    spare = [c for c in spare if c not in used] or list(_FALLBACK)
+    for i, v in enumerate(v for v in variants if v not in out):
+        out[v] = spare[i % len(spare)]
+    return out
+
+
+def sequential_colors(variants: Sequence[str], cmap: str = "viridis") -> dict[str, str]:
+    """Colours along a colormap (for ordered variants such as context lengths)."""
+    import matplotlib as mpl
+
+    cm = mpl.colormaps[cmap]
+    n = max(len(variants) - 1, 1)
+    return {v: mpl.colors.to_hex(cm(0.85 * i / n)) for i, v in enumerate(variants)}
+
+
+def _panels(n: int, ncols: int, width: float = 2.6, height: float = 2.3):
+    import matplotlib.pyplot as plt
+
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False)
+    flat = axes.ravel()
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _curve(ax, s: pd.DataFrame, x: str, color: str, style: dict, band: bool = True):
+    s = s.sort_values(x)
+    xs = s[x].to_numpy(dtype=float) * (100.0 if x == "noise_rate" else 1.0)
+    ys = s["mean"].to_numpy(dtype=float)
+    ax.plot(xs, ys, color=color, markersize=4, **style)
+    if band and "std" in s and s["std"].notna().any():
+        sd = s["std"].fillna(0).to_numpy(dtype=float)
+        ax.fill_between(xs, ys - sd, ys + sd, color=color, alpha=0.15, linewidth=0)
+
+
+def noise_curves(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame | None = None,
+    variants: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    colors: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    title: str | None = None,
+    ncols: int = 4,
+    ylabel: str = "test accuracy (%)",
+):
+    """Accuracy vs noise rate, one panel per dataset, one line per variant (Figures 1, 2, 5, 8, 9)."""
+    from matplotlib.lines import Line2D
+
+    variants = list(variants) if variants is not None else list(dict.fromkeys(ours["variant"]))
+    ours = ours[ours["variant"].isin(variants)]
+    datasets = list(datasets) if datasets is not None else list(dict.fromkeys(ours["dataset"]))
+    paper = paper[paper["variant"].isin(variants)] if paper is not None else None
+    extra = [d for d in dict.fromkeys(paper["dataset"]) if d not in datasets] if paper is not None else []
+    colors = colors_for(variants, colors)
+    names = {v: (labels or {}).get(v, label(v)) for v in variants}
+
+    fig, axes = _panels(len(datasets) + len(extra), ncols)
+    for ax, d in zip(axes, [*datasets, *extra]):
+        mine = d in datasets
+        for v in variants:
+            if mine:
+                s = ours[(ours["dataset"] == d) & (ours["variant"] == v)]
+                if len(s):
+                    _curve(
+                        ax,
+                        s.groupby("noise_rate", as_index=False)[["mean", "std"]].mean(),
+                        "noise_rate",
+                        colors[v],
+                        plots.OURS_STYLE,
+                    )
+            if paper is not None:
+                p = paper[(paper["dataset"] == d) & (paper["variant"] == v)]
+                if len(p):
+                    _curve(
+                        ax,
+                        p.groupby("noise_rate", as_index=False)[["mean", "std"]].mean(),
+                        "noise_rate",
+                        colors[v],
+                        plots.PAPER_STYLE,
+                        band=False,
+                    )
+        ax.set_title(d if mine else f"paper: {d}")
+        ax.set_xlabel("noise rate (%)")
+        ax.set_xticks([0, 12.5, 25, 50])
+        ax.set_xticklabels(["0", "12.5", "25", "50"])
+    for ax in axes[:: max(1, min(ncols, len(axes)))]:
+        ax.set_ylabel(ylabel)
+    handles = [Line2D([], [], color=colors[v], **plots.OURS_STYLE, label=names[v]) for v in variants]
+    handles.append(Line2D([], [], color="black", **plots.OURS_STYLE, label="ours (mean ± std over seeds)"))
+    if paper is not None and len(paper):
+        handles.append(Line2D([], [], color="black", **plots.PAPER_STYLE, label="paper"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), bbox_to_anchor=(0.5, -0.02))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(handles) > 4), 1, 1))
+    return fig
+
+
+def grad_ratio_curves(
+    summary: pd.DataFrame,
+    variants: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    title: str | None = None,
+    ncols: int = 4,
+):
+    """Noisy-to-clean gradient-norm ratio vs epoch, one panel per dataset (Figure 4).
+
+    The paper prints no values for Figure 4, so there are no paper curves; the dotted line at 1
+    marks where noisy and clean samples pull equally hard.
+    """
+    from matplotlib.lines import Line2D
+
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    colors = colors_for(variants)
+    names = {v: (labels or {}).get(v, label(v)) for v in variants}
+    fig, axes = _panels(len(datasets), ncols)
+    for ax, d in zip(axes, datasets):
+        for v in variants:
+            s = summary[(summary["dataset"] == d) & (summary["variant"] == v)]
+            if len(s):
+                _curve(ax, s, "epoch", colors[v], dict(linestyle="-", marker=None))
+        ax.axhline(1.0, color="black", linestyle=":", linewidth=1)
+        ax.set_title(d)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("noisy / clean gradient norm")
+    handles = [Line2D([], [], color=colors[v], label=names[v]) for v in variants]
+    handles.append(Line2D([], [], color="black", linestyle=":", label="ratio = 1 (paper prints no values)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.02))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def confusion_matrices(
+    matrices: Mapping[str, np.ndarray],
+    classnames: Mapping[str, Sequence[str]] | None = None,
+    title: str | None = None,
+    max_ticks: int = 16,
+    ncols: int = 2,
+):
+    """Row-normalised confusion matrices (rows = true class), one panel each (Figure 6).
+
+    Panel titles are the mapping's keys (a newline in a key keeps long titles apart)."""
+    import matplotlib.pyplot as plt
+
+    names = list(matrices)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.8 * ncols, 4.4 * nrows), squeeze=False, layout="constrained"
+    )
+    flat = axes.ravel()
+    for ax in flat[len(names) :]:
+        ax.set_visible(False)
+    for ax, name in zip(flat, names):
+        m = np.asarray(matrices[name], dtype=float)
+        rows = m.sum(1, keepdims=True)
+        m = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+        im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax.grid(False)
+        c = len(m)
+        if classnames and name in classnames and c <= max_ticks:
+            ax.set_xticks(range(c))
+            ax.set_yticks(range(c))
+            ax.set_xticklabels(classnames[name], rotation=90, fontsize=6)
+            ax.set_yticklabels(classnames[name], fontsize=6)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(im, ax=list(flat[: len(names)]), shrink=0.6, label="share of the true class")
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,200 @@
+"""ptnl.experiments: the sections' grids, reading back exactly a grid's runs, and the plan."""
+
+import io
+
+import nbformat
+import pytest
+import yaml
+
+from ptnl import experiments as E
+from ptnl import notebooks, store
+from ptnl.config import RunConfig
+
+TOY = dict(backbone="toy-vit", epochs=3)
+
+
+def test_sec42_grid_has_every_setting_once_with_method_choices():
+    cs = E.sec42_robustness(
+        datasets=["toy-shapes", "toy-fine"],
+        fig1_datasets=["toy-shapes"],
+        noise_rates=[0, 0.5],
+        seeds=[1, 2],
+        **TOY,
+    )
+    # 2 datasets x 5 (method, loss) x 2 rates x 2 seeds + visual FT on 1 dataset x 2 x 2
+    assert len(cs) == 2 * 5 * 2 * 2 + 4
+    assert len({c.run_id for c in cs}) == len(cs)
+    by = {(c.method, c.loss) for c in cs}
+    assert by == {
+        ("prompt", "ce"),
+        ("prompt", "gce"),
+        ("linear_probe", "ce"),
+        (E.SGD_LINEAR, "ce"),
+        (E.SGD_LINEAR, "gce"),
+        ("visual_ft", "ce"),
+    }
+    for c in cs:
+        if c.method == "visual_ft":
+            assert c.feature_mode == "exact" and c.dataset == "toy-shapes"
+        elif c.method == "linear_probe":
+            assert c.feature_mode == E.LINEAR_PROBE_FEATURE_MODE
+        else:
+            assert c.feature_mode == "views"
+        assert c.loss_params == ({"q": 0.5} if c.loss == "gce" else {})
+
+
+def test_untrained_methods_ignore_noise_and_zeroshot_ignores_seed():
+    cs = E.quickstart(dataset="toy-shapes", noise_rates=[0, 0.25, 0.5], seeds=[1, 2, 3], **TOY)
+    zs = [c for c in cs if c.method == "zeroshot"]
+    assert len(zs) == 1 and zs[0].noise_rate == 0 and zs[0].seed == 1
+    assert len(cs) == 1 + 3 * 3
+    rp = E.config("toy-shapes", "toy-vit", "random_prompt", loss="gce", noise_rate=0.5, seed=7)
+    assert (rp.noise_rate, rp.loss, rp.loss_params, rp.seed) == (0.0, "ce", {}, 7)
+
+
+def test_appendix_shares_runs_with_table1_instead_of_duplicating():
+    cs = E.appendix(datasets=["toy-shapes"], noise_rates=[0, 0.5], seeds=[1], random_prompt_draws=3, **TOY)
+    ids = [c.run_id for c in cs]
+    assert len(ids) == len(set(ids))
+    # prompt x 4 losses, linear probe, linear head CE/GCE, Tables 1-2's six methods; prompt and the
+    # linear head (= Classifier-R) with CE are in both lists and run once.
+    n_methods = len(E.ROBUST_LOSSES) + 3 + len(set(E.TABLE1_METHODS + E.TABLE2_METHODS)) - 2
+    assert len(cs) == 3 + n_methods * 2
+
+
+def test_gradient_section_records_ratios_and_needs_noise():
+    cs = E.sec44_gradients(datasets=["toy-shapes"], noise_rate=0.5, seeds=[1, 2], **TOY)
+    assert all(c.grad_ratio and c.noise_rate == 0.5 for c in cs)
+    assert {c.method for c in cs} == {"prompt", E.SGD_LINEAR}
+    with pytest.raises(ValueError, match="noise_rate > 0"):
+        E.sec44_gradients(datasets=["toy-shapes"], noise_rate=0.0, seeds=[1], **TOY)
+
+
+def test_sec45_and_sec46_grids():
+    cs = E.sec45_architectures(
+        backbones=["toy-rn", "toy-vit"],
+        datasets=["toy-shapes"],
+        table3_datasets=["toy-fine"],
+        n_ctxs=[0, 4, 16],
+        noise_rates=[0, 0.5],
+        seeds=[1],
+        **TOY,
+    )
+    assert sorted({c.n_ctx for c in cs if c.dataset == "toy-shapes" and c.method == "prompt"}) == [4, 16]
+    ctx0 = [c for c in cs if c.n_ctx == 0]  # Ctx-0: nothing to learn, evaluated once untrained
+    assert len(ctx0) == 1 and ctx0[0].method == "random_prompt" and ctx0[0].noise_rate == 0
+    assert {c.backbone for c in cs if c.dataset == "toy-fine"} == {"toy-rn", "toy-vit"}
+    cs = E.sec46_correlated(
+        datasets=["toy-shapes"], confusion_datasets=["toy-fine"], noise_rate=0.5, seeds=[1, 2], **TOY
+    )
+    assert {c.noise_kind for c in cs if c.method != "random_prompt"} == {"symmetric", "confusion"}
+    assert len(cs) == 2 + 2 * 2 * 2
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(seeds=1), "seeds must be a list"),
+        (dict(noise_rates=[50]), "noise_rate"),
+        (dict(datasets=[]), "datasets is empty"),
+        (dict(epochs=0), "epochs must be >= 1"),
+        (dict(backbone="toy-vit", datasets=["Imagenette"]), "unknown dataset"),
+    ],
+)
+def test_bad_parameters_fail_before_anything_runs(bad, match):
+    params = dict(datasets=["toy-shapes"], noise_rates=[0, 0.5], seeds=[1], **TOY)
+    params.update(bad)
+    with pytest.raises(ValueError, match=match):
+        E.sec43_attribution(**params)
+
+
+def test_build_ignores_parameters_the_section_does_not_take():
+    params = dict(
+        datasets=["toy-shapes"],
+        noise_rate=0.5,
+        seeds=[1],
+        device="cpu",
+        save_figures=False,
+        experiment="x",
+        **TOY,
+    )
+    assert E.build("sec44_gradients", params) == E.sec44_gradients(
+        datasets=["toy-shapes"], noise_rate=0.5, seeds=[1], **TOY
+    )
+
+
+def _finish(cfg, experiment, acc):
+    store.finish_run(cfg, experiment, {"test_acc": acc, "train_loss": [1.0, 0.5]})
+
+
+def test_results_returns_exactly_the_grids_finished_runs(fresh_store):
+    cs = E.quickstart(dataset="toy-shapes", noise_rates=[0, 0.5], seeds=[1], **TOY)
+    other = RunConfig(dataset="toy-fine", backbone="toy-vit", epochs=3)
+    for c in cs[:2]:
+        _finish(c, "exp", 0.5)
+    _finish(other, "exp", 0.9)
+    df = E.results(cs, "exp")
+    assert set(df["run_id"]) == {c.run_id for c in cs[:2]}
+    assert set(df["variant"]) == {"zeroshot", "prompt"}
+    s = E.status(cs, "exp")
+    assert (s["runs"], s["done"], s["pending"]) == (3, 2, 1)
+    assert E.results(cs, "never-ran").empty
+
+
+def test_missing_dataset_and_weights_are_reported(fresh_store, monkeypatch, tmp_path):
+    monkeypatch.setenv("PTNL_DATA", str(tmp_path / "no-data"))
+    cs = [E.config("DTD", "RN50", "prompt", epochs=2), E.config("toy-shapes", "toy-vit", epochs=2)]
+    s = E.status(cs, "exp")
+    assert s["missing_datasets"] == ["DTD"]
+    assert "MISSING datasets" in E.describe(cs, "exp")
+    assert E.dataset_on_disk("toy-shapes")
+    (tmp_path / "no-data" / "dtd").mkdir(parents=True)
+    (tmp_path / "no-data" / "dtd" / "split_zhou_DescribableTextures.json").write_text("{}")
+    assert E.dataset_on_disk("DTD")
+    assert E.weights_on_disk("toy-vit", None)
+    assert not E.weights_on_disk("RN50", str(tmp_path / "nope.pt"))
+
+
+def _notebook(path, source):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_plan_counts_runs_per_notebook_and_shared_runs_once(fresh_store, tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params").mkdir()
+    monkeypatch.setattr(notebooks, "NOTEBOOKS_DIR", tmp_path / "notebooks")
+    monkeypatch.setattr(notebooks, "PARAMS_DIR", tmp_path / "params")
+    _notebook(
+        tmp_path / "notebooks" / "04_noisy_gradients.ipynb",
+        "backbone = 'toy-vit'\ndatasets = ['toy-shapes']\nnoise_rate = 0.5\nseeds = [1, 2]\nepochs = 3\n"
+        "experiment = 'toy'\n",
+    )
+    _notebook(
+        tmp_path / "notebooks" / "00_quickstart.ipynb",
+        "backbone = 'toy-vit'\ndataset = 'toy-shapes'\nnoise_rates = [0.0, 0.5]\nseeds = [1, 2]\nepochs = 3\n"
+        "experiment = 'toy'\n",
+    )
+    (tmp_path / "params" / "paper.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "common": {"seeds": [1], "experiment": "p"},
+                "04_noisy_gradients": {"datasets": ["toy-shapes", "toy-fine"]},
+            }
+        )
+    )
+    out = io.StringIO()
+    rows = E.plan("paper", file=out)
+    assert [(r["notebook"], r["runs"]) for r in rows] == [("00_quickstart", 3), ("04_noisy_gradients", 4)]
+    text = out.getvalue()
+    assert "total (shared runs once)" in text and "7 runs" in text and "weights missing" in text
+    # a runner override applies where a notebook declares it (00 has no `datasets`)
+    rows = E.plan("paper", overrides={"datasets": ["toy-fine"], "seeds": [1, 2, 3]}, file=io.StringIO())
+    assert [(r["notebook"], r["runs"], r["datasets"]) for r in rows] == [
+        ("00_quickstart", 7, ["toy-shapes"]),
+        ("04_noisy_gradients", 6, ["toy-fine"]),
+    ]
