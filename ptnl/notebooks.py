@@ -75,8 +75,12 @@ def parse_overrides(pairs: list[list[str]], files: list[Path] = ()) -> dict:
     return out
 
 
-def run(notebook: str | Path, param_set: str = "toy", overrides: dict | None = None,
-        output: str | Path | None = None) -> Path:
+def run(
+    notebook: str | Path,
+    param_set: str = "toy",
+    overrides: dict | None = None,
+    output: str | Path | None = None,
+) -> Path:
     """Execute one notebook into ``build/`` with papermill; returns the executed notebook's path."""
     import papermill
 
@@ -92,7 +96,10 @@ def run(notebook: str | Path, param_set: str = "toy", overrides: dict | None = N
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.tmp{output.suffix}")
     papermill.execute_notebook(
-        str(notebook), str(tmp), parameters=params, kernel_name=KERNEL,
+        str(notebook),
+        str(tmp),
+        parameters=params,
+        kernel_name=KERNEL,
         # The kernel runs in the notebook's folder, exactly as nbval runs it; ptnl resolves every
         # path from the repo root, so this only matters for user code that opens relative paths.
         cwd=str(notebook.parent),
@@ -102,15 +109,28 @@ def run(notebook: str | Path, param_set: str = "toy", overrides: dict | None = N
     return output
 
 
-STRIP_KEYS = "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.language_info.version"
+STRIP_KEYS = (
+    "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.language_info.version"
+)
 
 
 def strip(notebook: Path):
     """Strip a notebook for git but keep outputs *and* execution counts (nbval needs both)."""
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "nbstripout", "--keep-output", "--keep-count",
-                    "--extra-keys", STRIP_KEYS, str(notebook)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbstripout",
+            "--keep-output",
+            "--keep-count",
+            "--extra-keys",
+            STRIP_KEYS,
+            str(notebook),
+        ],
+        check=True,
+    )
     import json
 
     nb = json.loads(notebook.read_text())
@@ -129,16 +149,32 @@ def refs(notebooks: list[Path], param_set: str = "smoke"):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m ptnl.notebooks", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m ptnl.notebooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute notebooks into build/")
     r.add_argument("notebooks", nargs="+", type=Path)
     r.add_argument("--set", default="toy", help="parameter set: params/<set>.yaml (default: toy)")
-    r.add_argument("-p", "--param", action="append", nargs=2, default=[], metavar=("NAME", "VALUE"),
-                   help="override one parameter (value parsed as YAML: 3, true, [1, 2]); repeatable")
-    r.add_argument("-f", "--parameters-file", action="append", default=[], type=Path,
-                   help="YAML file of overrides (name: value); repeatable")
+    r.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        nargs=2,
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override one parameter (value parsed as YAML: 3, true, [1, 2]); repeatable",
+    )
+    r.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        default=[],
+        type=Path,
+        help="YAML file of overrides (name: value); repeatable",
+    )
     r.add_argument("--output-dir", type=Path, default=None, help="default: build/")
     f = sub.add_parser("refs", help="re-execute notebooks in place with the smoke set and strip them")
     f.add_argument("notebooks", nargs="+", type=Path)

@@ -35,20 +35,22 @@ def use_style():
     """Deterministic, readable defaults (no fonts that vary by machine, fixed DPI)."""
     import matplotlib as mpl
 
-    mpl.rcParams.update({
-        "figure.dpi": 100,
-        "savefig.dpi": 150,
-        "font.family": "DejaVu Sans",
-        "font.size": 9,
-        "axes.titlesize": 10,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "legend.frameon": False,
-        "svg.hashsalt": "ptnl",
-        "pdf.compression": 6,
-    })
+    mpl.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "font.family": "DejaVu Sans",
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "legend.frameon": False,
+            "svg.hashsalt": "ptnl",
+            "pdf.compression": 6,
+        }
+    )
 
 
 def save_figure(fig, name: str, folder: Path | None = None) -> list[Path]:
@@ -56,8 +58,10 @@ def save_figure(fig, name: str, folder: Path | None = None) -> list[Path]:
     folder = Path(folder) if folder is not None else paths.figures_dir()
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for ext, metadata in (("png", {"Software": None}),
-                          ("pdf", {"Creator": None, "Producer": None, "CreationDate": None})):
+    for ext, metadata in (
+        ("png", {"Software": None}),
+        ("pdf", {"Creator": None, "Producer": None, "CreationDate": None}),
+    ):
         path = folder / f"{name}.{ext}"
         tmp = path.with_suffix(f".tmp-{os.getpid()}.{ext}")
         fig.savefig(tmp, format=ext, metadata=metadata, bbox_inches="tight")

@@ -112,11 +112,25 @@ def _rows():
     rows = []
 
     def add(table, dataset, method, acc, noise_rate=None, noise="symmetric", backbone="RN50", std=None):
-        rows.append(dict(table=table, dataset=dataset, backbone=backbone, method=method, noise=noise,
-                         noise_rate=noise_rate, accuracy=acc, std=std))
+        rows.append(
+            dict(
+                table=table,
+                dataset=dataset,
+                backbone=backbone,
+                method=method,
+                noise=noise,
+                noise_rate=noise_rate,
+                accuracy=acc,
+                std=std,
+            )
+        )
 
-    for table, data, subset in (("Table 6", _TABLE6, None), ("Table 1", _TABLE6, _TABLE1_DATASETS),
-                                ("Table 7", _TABLE7, None), ("Table 2", _TABLE7, _TABLE1_DATASETS)):
+    for table, data, subset in (
+        ("Table 6", _TABLE6, None),
+        ("Table 1", _TABLE6, _TABLE1_DATASETS),
+        ("Table 7", _TABLE7, None),
+        ("Table 2", _TABLE7, _TABLE1_DATASETS),
+    ):
         for dataset, methods in data.items():
             if subset and dataset not in subset:
                 continue

@@ -98,8 +98,10 @@ class UPLConfig:
         if p.method != "prompt":
             raise ValueError(f"UPL tunes CoOp's context: prompt.method must be 'prompt', got {p.method!r}")
         if p.noise_rate != 0.0 or p.noise_kind != "symmetric":
-            raise ValueError("UPL's labels are zero-shot pseudo-labels: leave noise_rate at 0 and noise_kind "
-                             f"at 'symmetric' (got {p.noise_kind!r} at {p.noise_rate})")
+            raise ValueError(
+                "UPL's labels are zero-shot pseudo-labels: leave noise_rate at 0 and noise_kind "
+                f"at 'symmetric' (got {p.noise_kind!r} at {p.noise_rate})"
+            )
         for name, allowed in (("selection", SELECTIONS), ("fill", FILLS)):
             value = getattr(self, name)
             if value not in allowed:
@@ -146,20 +148,47 @@ class UPLConfig:
     def selection_key(self) -> tuple:
         """Members with equal keys train on the same images with the same pseudo-labels."""
         p = self.prompt
-        return (p.dataset, p.backbone, p.pretrained, p.precision, p.shots, self.selection, self.fill,
-                self.selection_seed)
+        return (
+            p.dataset,
+            p.backbone,
+            p.pretrained,
+            p.precision,
+            p.shots,
+            self.selection,
+            self.fill,
+            self.selection_seed,
+        )
 
 
-def config(method: str, dataset: str, backbone: str, seed: int = 1, selection_seed: int = 1, fill: str = "all",
-           shots: int = 16, epochs: int = 50, feature_mode: str = "views", **fields) -> UPLConfig:
+def config(
+    method: str,
+    dataset: str,
+    backbone: str,
+    seed: int = 1,
+    selection_seed: int = 1,
+    fill: str = "all",
+    shots: int = 16,
+    epochs: int = 50,
+    feature_mode: str = "views",
+    **fields,
+) -> UPLConfig:
     """One member of ``method``'s ensemble (GCE with q = 0.5, as everywhere in ptnl)."""
     from ptnl.experiments import config as run_config
 
     if method not in METHODS:
         raise ValueError(f"unknown UPL method {method!r}; choose one of {', '.join(METHODS)}")
     selection, loss = METHODS[method]
-    prompt = run_config(dataset, backbone, "prompt", loss=loss, seed=seed, epochs=epochs, shots=shots,
-                        feature_mode=feature_mode, **fields)
+    prompt = run_config(
+        dataset,
+        backbone,
+        "prompt",
+        loss=loss,
+        seed=seed,
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+        **fields,
+    )
     return UPLConfig(prompt, selection=selection, fill=fill, selection_seed=selection_seed)
 
 
@@ -181,23 +210,45 @@ def member_seeds(repeat: int, n_prompts: int) -> list[int]:
     return list(range((repeat - 1) * n_prompts + 1, repeat * n_prompts + 1))
 
 
-def sec5_unsupervised(backbone: str, datasets: Sequence[str], n_prompts: int = PAPER_N_PROMPTS,
-                      seeds: Sequence[int] = (1,), epochs: int = 50, shots: int = 16, fill: str = "all",
-                      methods: Sequence[str] = tuple(METHODS), feature_mode: str = "views") -> list[Ensemble]:
+def sec5_unsupervised(
+    backbone: str,
+    datasets: Sequence[str],
+    n_prompts: int = PAPER_N_PROMPTS,
+    seeds: Sequence[int] = (1,),
+    epochs: int = 50,
+    shots: int = 16,
+    fill: str = "all",
+    methods: Sequence[str] = tuple(METHODS),
+    feature_mode: str = "views",
+) -> list[Ensemble]:
     """Notebook 07: every (dataset, method, repeat) ensemble. Repeat ``s`` draws Robust UPL's
     images with ``selection_seed = s`` and trains prompts ``member_seeds(s, n_prompts)``."""
     from ptnl.experiments import _as_list
 
     if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 1:
-        raise ValueError(f"n_prompts must be an integer >= 1 (the paper ensembles 4 prompts), got {n_prompts!r}")
+        raise ValueError(
+            f"n_prompts must be an integer >= 1 (the paper ensembles 4 prompts), got {n_prompts!r}"
+        )
     out = []
     for dataset in _as_list(datasets, "datasets"):
         for method in _as_list(methods, "methods"):
             for s in _as_list(seeds, "seeds"):
                 if isinstance(s, bool) or not isinstance(s, int) or s < 1:
                     raise ValueError(f"seeds are repeat numbers >= 1, got {s!r}")
-                members = tuple(config(method, dataset, backbone, seed=m, selection_seed=s, fill=fill, shots=shots,
-                                       epochs=epochs, feature_mode=feature_mode) for m in member_seeds(s, n_prompts))
+                members = tuple(
+                    config(
+                        method,
+                        dataset,
+                        backbone,
+                        seed=m,
+                        selection_seed=s,
+                        fill=fill,
+                        shots=shots,
+                        epochs=epochs,
+                        feature_mode=feature_mode,
+                    )
+                    for m in member_seeds(s, n_prompts)
+                )
                 out.append(Ensemble(method, s, members))
     return out
 
@@ -214,12 +265,16 @@ def describe(ensembles: Sequence[Ensemble], experiment: str) -> str:
     ms = members(ensembles)
     done = sum(_is_done(c, experiment) for c in ms)
     pending = [c.prompt for c in ms if not _is_done(c, experiment)]
-    lines = [f"{len(ensembles)} ensembles ({len(ms)} member runs) in experiment {experiment!r}: {done} done, "
-             f"{len(ms) - done} to run",
-             f"  backbones: {', '.join(sorted({c.prompt.backbone for c in ms}))}; "
-             f"datasets: {', '.join(dict.fromkeys(c.prompt.dataset for c in ms))}"]
+    lines = [
+        f"{len(ensembles)} ensembles ({len(ms)} member runs) in experiment {experiment!r}: {done} done, "
+        f"{len(ms) - done} to run",
+        f"  backbones: {', '.join(sorted({c.prompt.backbone for c in ms}))}; "
+        f"datasets: {', '.join(dict.fromkeys(c.prompt.dataset for c in ms))}",
+    ]
     missing_d = sorted({p.dataset for p in pending if not dataset_on_disk(p.dataset)})
-    missing_w = sorted({f"{p.backbone} ({p.pretrained})" for p in pending if not weights_on_disk(p.backbone, p.pretrained)})
+    missing_w = sorted(
+        {f"{p.backbone} ({p.pretrained})" for p in pending if not weights_on_disk(p.backbone, p.pretrained)}
+    )
     if missing_d:
         lines.append(f"  MISSING datasets: {', '.join(missing_d)}")
     if missing_w:
@@ -234,8 +289,16 @@ def zeroshot_configs(ensembles: Iterable[Ensemble]) -> list[RunConfig]:
     seen = {}
     for e in ensembles:
         p = e.members[0].prompt
-        c = run_config(p.dataset, p.backbone, "zeroshot", pretrained=p.pretrained, precision=p.precision,
-                       epochs=p.epochs, shots=p.shots, feature_mode=p.feature_mode)
+        c = run_config(
+            p.dataset,
+            p.backbone,
+            "zeroshot",
+            pretrained=p.pretrained,
+            precision=p.precision,
+            epochs=p.epochs,
+            shots=p.shots,
+            feature_mode=p.feature_mode,
+        )
         seen.setdefault(c.run_id, c)
     return list(seen.values())
 
@@ -253,7 +316,9 @@ class PseudoLabels:
 
 
 @torch.no_grad()
-def pseudo_label(bundle, dataset, device="cpu", precision="fp32", batch: int = engine.EVAL_BATCH) -> PseudoLabels:
+def pseudo_label(
+    bundle, dataset, device="cpu", precision="fp32", batch: int = engine.EVAL_BATCH
+) -> PseudoLabels:
     """Zero-shot CLIP on every train image: the hand-crafted prompt, centre crops, softmax of
     ``logit_scale * cos`` (UPL's ``zero_shot_analyze``), in batches so only [N] arrays are kept."""
     from ptnl.baselines import ZeroShotCLIP
@@ -294,7 +359,9 @@ class Selection:
         return int((self.predicted == 0).sum())
 
 
-def select(pl: PseudoLabels, shots: int, selection: str = "topk", fill: str = "all", seed: int = 1) -> Selection:
+def select(
+    pl: PseudoLabels, shots: int, selection: str = "topk", fill: str = "all", seed: int = 1
+) -> Selection:
     """K images per pseudo-class: the most confident (``topk``) or uniformly drawn (``random``).
 
     Each image is used at most once, for its arg-max class (before ``fill="replace"`` tops short
@@ -303,12 +370,16 @@ def select(pl: PseudoLabels, shots: int, selection: str = "topk", fill: str = "a
     from ptnl.data.sampling import check_seed, class_members, rng_stream
 
     if isinstance(shots, bool) or not isinstance(shots, int | np.integer) or shots < 1:
-        raise ValueError(f"shots must be an integer >= 1 (K images per pseudo-class; the paper uses 16), got {shots!r}")
+        raise ValueError(
+            f"shots must be an integer >= 1 (K images per pseudo-class; the paper uses 16), got {shots!r}"
+        )
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     if fill not in FILLS:
-        raise ValueError(f"fill must be one of {FILLS} (what to do with classes predicted fewer than K times), "
-                         f"got {fill!r}")
+        raise ValueError(
+            f"fill must be one of {FILLS} (what to do with classes predicted fewer than K times), "
+            f"got {fill!r}"
+        )
     seed = check_seed(seed)
     pred, conf = np.asarray(pl.pred, np.int64), np.asarray(pl.conf, np.float64)
     if pred.shape != conf.shape or pred.ndim != 1:
@@ -329,8 +400,13 @@ def select(pl: PseudoLabels, shots: int, selection: str = "topk", fill: str = "a
         labels.append(np.full(len(take), c, dtype=np.int64))
     idx = np.concatenate(idx).astype(np.int64) if idx else np.zeros(0, np.int64)
     labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    return Selection(idx, labels, np.array([len(m) for m in groups], np.int64),
-                     np.bincount(labels, minlength=pl.n_classes).astype(np.int64), int(shots))
+    return Selection(
+        idx,
+        labels,
+        np.array([len(m) for m in groups], np.int64),
+        np.bincount(labels, minlength=pl.n_classes).astype(np.int64),
+        int(shots),
+    )
 
 
 def noisy_labels(dataset, sel: Selection, seed: int):
@@ -339,7 +415,9 @@ def noisy_labels(dataset, sel: Selection, seed: int):
 
     true = np.asarray(dataset.train.labels, np.int64)[sel.idx]
     wrong = sel.labels != true
-    return NoisyLabels(true, sel.labels.copy(), wrong, PSEUDO_KIND, float(wrong.mean()) if len(wrong) else 0.0, seed)
+    return NoisyLabels(
+        true, sel.labels.copy(), wrong, PSEUDO_KIND, float(wrong.mean()) if len(wrong) else 0.0, seed
+    )
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -350,8 +428,10 @@ def prepare(configs: Sequence[UPLConfig], device=None, dataset=None, bundle=None
     zero-shot pass they came from. Returns (runs, selection, pseudo_labels)."""
     keys = {c.selection_key() for c in configs}
     if len(keys) != 1:
-        raise ValueError("prepare() takes members of one selection (same dataset, backbone, shots, selection, "
-                         f"fill, selection_seed); got {len(keys)} different ones")
+        raise ValueError(
+            "prepare() takes members of one selection (same dataset, backbone, shots, selection, "
+            f"fill, selection_seed); got {len(keys)} different ones"
+        )
     c0 = configs[0]
     p = c0.prompt
     device = engine.resolve_device(device)
@@ -373,8 +453,13 @@ def _group_key(c: UPLConfig) -> str:
     return group_key(c.prompt) + repr(c.selection_key())
 
 
-def train(configs: Iterable[UPLConfig], experiment: str | None = None, device=None, group_size: int = 4,
-          progress: bool = False) -> list[dict]:
+def train(
+    configs: Iterable[UPLConfig],
+    experiment: str | None = None,
+    device=None,
+    group_size: int = 4,
+    progress: bool = False,
+) -> list[dict]:
     """Train every member not yet done (a finished run is loaded, not redone); returns the
     metrics in config order. Members sharing a selection and shape train ``group_size`` at a
     time through one batched text pass (``engine.fit``; as ``engine.run_group``, equal to
@@ -408,8 +493,10 @@ def _train_group(group: list[UPLConfig], experiment, device, progress) -> dict[s
         for c in group:
             store.start_run(c, experiment)
     runs, sel, pl = prepare(group, device)
-    modules = [engine.build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
-               for r in runs]
+    modules = [
+        engine.build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
+        for r in runs
+    ]
     hists = engine.fit(runs, modules, [engine.feature_source(r, progress) for r in runs], progress)
     test = engine.test_features(runs[0], progress)
     seconds = (time.perf_counter() - t0) / len(runs)
@@ -454,8 +541,10 @@ def member_logits(c: UPLConfig, experiment: str, device=None, dataset=None, bund
     context: the same module the engine built (same init), its trained parameters loaded back."""
     d = store.run_dir(c, experiment)
     if not _is_done(c, experiment):
-        raise FileNotFoundError(f"member {c.run_id} ({c.method}, seed {c.prompt.seed}) is not trained in "
-                                f"experiment {experiment!r} ({d}); run upl.train([...], {experiment!r}) first")
+        raise FileNotFoundError(
+            f"member {c.run_id} ({c.method}, seed {c.prompt.seed}) is not trained in "
+            f"experiment {experiment!r} ({d}); run upl.train([...], {experiment!r}) first"
+        )
     p = c.prompt
     device = engine.resolve_device(device)
     precision = engine.resolve_precision(p.precision, device)
@@ -465,7 +554,9 @@ def member_logits(c: UPLConfig, experiment: str, device=None, dataset=None, bund
     state = torch.load(d / PROMPT_FILE, map_location="cpu", weights_only=True)
     own = _trained_state(module)
     if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
-        raise ValueError(f"{d / PROMPT_FILE} holds {sorted(state)}, the module trains {sorted(own)}: remove {d}")
+        raise ValueError(
+            f"{d / PROMPT_FILE} holds {sorted(state)}, the module trains {sorted(own)}: remove {d}"
+        )
     for k, v in own.items():
         v.copy_(state[k].to(v.dtype))
     feats = F.cached_features(bundle, ds, "test", np.arange(len(ds.test)), ["center"], device, precision)[0]
@@ -495,12 +586,17 @@ def ensemble(e: Ensemble | Sequence[UPLConfig], experiment: str, device=None) ->
     cs = list(e.members if isinstance(e, Ensemble) else e)
     if not cs:
         raise ValueError("an ensemble needs at least one member")
-    if len({json.dumps({k: v for k, v in c.to_dict().items() if k != "seed"}, sort_keys=True) for c in cs}) != 1:
+    if (
+        len({json.dumps({k: v for k, v in c.to_dict().items() if k != "seed"}, sort_keys=True) for c in cs})
+        != 1
+    ):
         raise ValueError("ensemble members must differ only in seed")
     ms = [store.load_metrics(c, experiment) for c in cs]
     if any(m is None for m in ms):
         missing = [c.prompt.seed for c, m in zip(cs, ms) if m is None]
-        raise FileNotFoundError(f"members with seeds {missing} are not trained in {experiment!r}: run upl.train first")
+        raise FileNotFoundError(
+            f"members with seeds {missing} are not trained in {experiment!r}: run upl.train first"
+        )
     ds = engine._load_dataset(cs[0].prompt.dataset)
     z = average_logits(member_logits(c, experiment, device, dataset=ds) for c in cs)
     y = torch.as_tensor(np.asarray(ds.test.labels, np.int64))
@@ -510,8 +606,20 @@ def ensemble(e: Ensemble | Sequence[UPLConfig], experiment: str, device=None) ->
         "test_acc": acc,
         "member_test_acc": [m["test_acc"] for m in ms],
         "n_prompts": len(cs),
-        **{k: m0[k] for k in ("method", "pseudo_label_acc", "zeroshot_train_acc", "n_train", "n_unique",
-                              "n_short_classes", "n_empty_classes", "n_classes", "weights_id")},
+        **{
+            k: m0[k]
+            for k in (
+                "method",
+                "pseudo_label_acc",
+                "zeroshot_train_acc",
+                "n_train",
+                "n_unique",
+                "n_short_classes",
+                "n_empty_classes",
+                "n_classes",
+                "weights_id",
+            )
+        },
     }
 
 
@@ -522,26 +630,46 @@ def evaluate(ensembles: Sequence[Ensemble], experiment: str, device=None) -> pd.
     for e in ensembles:
         r = ensemble(e, experiment, device)
         p = e.members[0]
-        rows.append({
-            "dataset": p.prompt.dataset, "backbone": p.prompt.backbone, "variant": e.method, "repeat": e.repeat,
-            "n_prompts": r["n_prompts"], "fill": p.fill,
-            "acc": 100 * r["test_acc"], "member_acc": 100 * float(np.mean(r["member_test_acc"])),
-            "pl_acc": 100 * r["pseudo_label_acc"], "zeroshot_train_acc": 100 * r["zeroshot_train_acc"],
-            "n_train": r["n_train"], "n_unique": r["n_unique"], "n_classes": r["n_classes"],
-            "n_short_classes": r["n_short_classes"], "n_empty_classes": r["n_empty_classes"],
-        })
+        rows.append(
+            {
+                "dataset": p.prompt.dataset,
+                "backbone": p.prompt.backbone,
+                "variant": e.method,
+                "repeat": e.repeat,
+                "n_prompts": r["n_prompts"],
+                "fill": p.fill,
+                "acc": 100 * r["test_acc"],
+                "member_acc": 100 * float(np.mean(r["member_test_acc"])),
+                "pl_acc": 100 * r["pseudo_label_acc"],
+                "zeroshot_train_acc": 100 * r["zeroshot_train_acc"],
+                "n_train": r["n_train"],
+                "n_unique": r["n_unique"],
+                "n_classes": r["n_classes"],
+                "n_short_classes": r["n_short_classes"],
+                "n_empty_classes": r["n_empty_classes"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def run(ensembles: Sequence[Ensemble], experiment: str, device=None, group_size: int = 4,
-        progress: bool = False) -> pd.DataFrame:
+def run(
+    ensembles: Sequence[Ensemble], experiment: str, device=None, group_size: int = 4, progress: bool = False
+) -> pd.DataFrame:
     """Train what is missing (members and the zero-shot runs) and evaluate every ensemble;
     the zero-shot test accuracy comes back as rows of variant "zeroshot"."""
     train(members(ensembles), experiment, device, group_size, progress)
     zs = [engine.run(c, experiment, device) for c in zeroshot_configs(ensembles)]
     df = evaluate(ensembles, experiment, device)
-    zrows = [{"dataset": c.dataset, "backbone": c.backbone, "variant": "zeroshot", "repeat": 1,
-              "acc": 100 * m["test_acc"]} for c, m in zip(zeroshot_configs(ensembles), zs)]
+    zrows = [
+        {
+            "dataset": c.dataset,
+            "backbone": c.backbone,
+            "variant": "zeroshot",
+            "repeat": 1,
+            "acc": 100 * m["test_acc"],
+        }
+        for c, m in zip(zeroshot_configs(ensembles), zs)
+    ]
     out = pd.concat([pd.DataFrame(zrows), df], ignore_index=True)
     counts = ["n_prompts", "n_train", "n_unique", "n_classes", "n_short_classes", "n_empty_classes"]
     return out.astype({c: "Int64" for c in counts if c in out})  # integers, missing on zero-shot rows
@@ -575,15 +703,38 @@ def paper_summary() -> pd.DataFrame:
     from ptnl import reference
 
     t = reference.table("Table 5")
-    out = pd.DataFrame({"dataset": t["dataset"], "backbone": t["backbone"], "variant": t["method"],
-                        "mean": t["accuracy"], "std": np.nan, "n": 1})
-    pl = pd.DataFrame([{"dataset": "Caltech101", "backbone": "RN50", "variant": f"pl:{k}", "mean": v, "std": np.nan,
-                        "n": 1} for k, v in reference.PSEUDO_LABEL_ACCURACY_CALTECH101.items()])
+    out = pd.DataFrame(
+        {
+            "dataset": t["dataset"],
+            "backbone": t["backbone"],
+            "variant": t["method"],
+            "mean": t["accuracy"],
+            "std": np.nan,
+            "n": 1,
+        }
+    )
+    pl = pd.DataFrame(
+        [
+            {
+                "dataset": "Caltech101",
+                "backbone": "RN50",
+                "variant": f"pl:{k}",
+                "mean": v,
+                "std": np.nan,
+                "n": 1,
+            }
+            for k, v in reference.PSEUDO_LABEL_ACCURACY_CALTECH101.items()
+        ]
+    )
     return pd.concat([out, pl], ignore_index=True)
 
 
-def table(ours: pd.DataFrame, paper: pd.DataFrame | None = None, variants: Sequence[str] = TABLE5_VARIANTS,
-          decimals: int = 1) -> pd.DataFrame:
+def table(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame | None = None,
+    variants: Sequence[str] = TABLE5_VARIANTS,
+    decimals: int = 1,
+) -> pd.DataFrame:
     """Table 5's layout: one row per (source, dataset), one column per variant, "mean ± std" over
     repeats, and a "mean" row over datasets per source."""
     from ptnl.claims import fmt
@@ -598,11 +749,15 @@ def table(ours: pd.DataFrame, paper: pd.DataFrame | None = None, variants: Seque
         datasets = sorted(s["dataset"].unique())
         by = {(d, v): (m, sd) for d, v, m, sd in zip(s["dataset"], s["variant"], s["mean"], s["std"])}
         present = [v for v in variants if v in set(s["variant"])]
-        cells = pd.DataFrame({v: [fmt(*by[(d, v)], decimals) if (d, v) in by else "" for d in datasets]
-                              for v in present}, index=datasets)
+        cells = pd.DataFrame(
+            {v: [fmt(*by[(d, v)], decimals) if (d, v) in by else "" for d in datasets] for v in present},
+            index=datasets,
+        )
         if len(datasets) > 1:
             cells.loc["mean"] = [f"{s[s['variant'] == v]['mean'].mean():.{decimals}f}" for v in present]
-        cells.index = pd.MultiIndex.from_tuples([(source, d) for d in cells.index], names=["source", "dataset"])
+        cells.index = pd.MultiIndex.from_tuples(
+            [(source, d) for d in cells.index], names=["source", "dataset"]
+        )
         blocks.append(cells)
     return pd.concat(blocks).fillna("") if blocks else pd.DataFrame()
 
@@ -616,26 +771,57 @@ def claims_specs() -> list[dict]:
         return pd.concat([acc(s, "upl"), acc(s, "robust_upl_ce")], axis=1).max(axis=1)
 
     return [
-        *(claim(f"{name} improves on zero-shot CLIP without any label", f"acc({v}) - acc(zero-shot)",
-                lambda s, v=v: acc(s, v) - acc(s, "zeroshot"), 0.0)
-          for v, name in (("upl", "UPL"), ("robust_upl_ce", "Robust UPL (CE)"), ("robust_upl_gce", "Robust UPL (GCE)"))),
-        claim("Robust UPL with GCE is the best of the three on average", "acc(Robust GCE) - max(acc(UPL), acc(Robust CE))",
-              lambda s: acc(s, "robust_upl_gce") - best_other(s), 0.0),
-        claim("Robust UPL (GCE) beats UPL", "acc(Robust GCE) - acc(UPL)",
-              lambda s: acc(s, "robust_upl_gce") - acc(s, "upl"), 0.0),
-        claim("GCE improves Robust UPL over CE", "acc(Robust GCE) - acc(Robust CE)",
-              lambda s: acc(s, "robust_upl_gce") - acc(s, "robust_upl_ce"), 0.0),
-        claim("UPL's confident pseudo-labels are cleaner than Robust UPL's random ones (93% vs 83% on Caltech101)",
-              "pseudo-label acc(UPL set) - pseudo-label acc(Robust UPL set)",
-              lambda s: acc(s, "pl:upl") - acc(s, "pl:robust_upl"), 0.0),
-        claim("The noisier but more diverse Robust UPL set does not hurt: Robust UPL (CE) matches or beats UPL",
-              "acc(Robust CE) - acc(UPL) (matches = within 1 point)",
-              lambda s: acc(s, "robust_upl_ce") - acc(s, "upl"), -1.0),
+        *(
+            claim(
+                f"{name} improves on zero-shot CLIP without any label",
+                f"acc({v}) - acc(zero-shot)",
+                lambda s, v=v: acc(s, v) - acc(s, "zeroshot"),
+                0.0,
+            )
+            for v, name in (
+                ("upl", "UPL"),
+                ("robust_upl_ce", "Robust UPL (CE)"),
+                ("robust_upl_gce", "Robust UPL (GCE)"),
+            )
+        ),
+        claim(
+            "Robust UPL with GCE is the best of the three on average",
+            "acc(Robust GCE) - max(acc(UPL), acc(Robust CE))",
+            lambda s: acc(s, "robust_upl_gce") - best_other(s),
+            0.0,
+        ),
+        claim(
+            "Robust UPL (GCE) beats UPL",
+            "acc(Robust GCE) - acc(UPL)",
+            lambda s: acc(s, "robust_upl_gce") - acc(s, "upl"),
+            0.0,
+        ),
+        claim(
+            "GCE improves Robust UPL over CE",
+            "acc(Robust GCE) - acc(Robust CE)",
+            lambda s: acc(s, "robust_upl_gce") - acc(s, "robust_upl_ce"),
+            0.0,
+        ),
+        claim(
+            "UPL's confident pseudo-labels are cleaner than Robust UPL's random ones (93% vs 83% on Caltech101)",
+            "pseudo-label acc(UPL set) - pseudo-label acc(Robust UPL set)",
+            lambda s: acc(s, "pl:upl") - acc(s, "pl:robust_upl"),
+            0.0,
+        ),
+        claim(
+            "The noisier but more diverse Robust UPL set does not hurt: Robust UPL (CE) matches or beats UPL",
+            "acc(Robust CE) - acc(UPL) (matches = within 1 point)",
+            lambda s: acc(s, "robust_upl_ce") - acc(s, "upl"),
+            -1.0,
+        ),
     ]
 
 
-def figure(ours: pd.DataFrame, paper: pd.DataFrame | None = None,
-           variants: Sequence[str] = ("upl", "robust_upl_ce", "robust_upl_gce")):
+def figure(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame | None = None,
+    variants: Sequence[str] = ("upl", "robust_upl_ce", "robust_upl_gce"),
+):
     """Gain over zero-shot CLIP (accuracy points) per dataset, one bar per method: ours with the
     std over repeats, the paper's Table 5 in its own panel (different datasets in the toy world).
     The zero-shot accuracy each bar is measured from is written under the dataset's name."""
@@ -644,8 +830,9 @@ def figure(ours: pd.DataFrame, paper: pd.DataFrame | None = None,
     from ptnl import figures
 
     sources = [("ours", ours)] + ([("paper", paper)] if paper is not None and len(paper) else [])
-    colors = figures.colors_for(list(variants), {"upl": "#de8f05", "robust_upl_ce": "#56b4e9",
-                                                 "robust_upl_gce": "#0173b2"})
+    colors = figures.colors_for(
+        list(variants), {"upl": "#de8f05", "robust_upl_ce": "#56b4e9", "robust_upl_gce": "#0173b2"}
+    )
     names = {"upl": "UPL", "robust_upl_ce": "Robust UPL (CE)", "robust_upl_gce": "Robust UPL (GCE)"}
     fig, axes = plt.subplots(1, len(sources), figsize=(6.5 * len(sources), 3.4), squeeze=False)
     for ax, (source, s) in zip(axes[0], sources):
@@ -656,16 +843,29 @@ def figure(ours: pd.DataFrame, paper: pd.DataFrame | None = None,
             rows = s[s["variant"] == v].set_index("dataset").reindex(datasets)
             x = np.arange(len(datasets)) + (k - (len(variants) - 1) / 2) * width
             err = rows["std"].to_numpy(float) if source == "ours" and rows["std"].notna().any() else None
-            ax.bar(x, rows["mean"].to_numpy(float) - zs.reindex(datasets).to_numpy(float), width,
-                   yerr=None if err is None else np.nan_to_num(err), color=colors[v], label=names.get(v, v),
-                   capsize=2)
+            ax.bar(
+                x,
+                rows["mean"].to_numpy(float) - zs.reindex(datasets).to_numpy(float),
+                width,
+                yerr=None if err is None else np.nan_to_num(err),
+                color=colors[v],
+                label=names.get(v, v),
+                capsize=2,
+            )
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xticks(np.arange(len(datasets)))
-        ax.set_xticklabels([f"{d}\n(0-shot {zs[d]:.1f})" for d in datasets], rotation=30, ha="right", fontsize=7)
+        ax.set_xticklabels(
+            [f"{d}\n(0-shot {zs[d]:.1f})" for d in datasets], rotation=30, ha="right", fontsize=7
+        )
         ax.set_ylabel("accuracy - zero-shot (points)")
         spread = source == "ours" and s["std"].notna().any()
-        ax.set_title("paper: Table 5 (RN50)" if source == "paper" else
-                     "ours (mean ± std over repeats)" if spread else "ours (one ensemble per dataset)")
+        ax.set_title(
+            "paper: Table 5 (RN50)"
+            if source == "paper"
+            else "ours (mean ± std over repeats)"
+            if spread
+            else "ours (one ensemble per dataset)"
+        )
     axes[0][0].legend(loc="best", fontsize=7)
     fig.tight_layout()
     return fig

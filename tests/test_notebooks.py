@@ -26,8 +26,9 @@ def layout(tmp_path, monkeypatch):
     monkeypatch.setattr(notebooks, "NOTEBOOKS_DIR", tmp_path / "notebooks")
     monkeypatch.setattr(notebooks, "PARAMS_DIR", tmp_path / "params")
     nb = _notebook(tmp_path / "notebooks" / "01_demo.ipynb")
-    (tmp_path / "params" / "smoke.yaml").write_text(yaml.safe_dump(
-        {"common": {"backbone": "toy-vit", "device": "cpu"}, "01_demo": {"epochs": 2}}))
+    (tmp_path / "params" / "smoke.yaml").write_text(
+        yaml.safe_dump({"common": {"backbone": "toy-vit", "device": "cpu"}, "01_demo": {"epochs": 2}})
+    )
     return nb
 
 

@@ -38,8 +38,9 @@ def test_paths_do_not_depend_on_the_working_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTNL_")}
     code = "from ptnl import paths; print(paths.results_dir()); print(paths.cache_dir())"
     outs = {
-        cwd: subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                            check=True).stdout
+        cwd: subprocess.run(
+            [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True
+        ).stdout
         for cwd in (str(tmp_path), str(paths.REPO_ROOT / "notebooks"))
     }
     a, b = outs.values()

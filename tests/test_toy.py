@@ -141,9 +141,17 @@ _UNDERTRAINED = {("toy-vit", "toy-shapes")}
 
 @pytest.mark.parametrize(
     "backbone,task",
-    [pytest.param(b, t, marks=[pytest.mark.xfail(strict=True, reason="toy-vit undertrained on shapes")]
-                  if (b, t) in _UNDERTRAINED else [])
-     for b in sorted(TOY_BACKBONES) for t in TOY_TASKS],
+    [
+        pytest.param(
+            b,
+            t,
+            marks=[pytest.mark.xfail(strict=True, reason="toy-vit undertrained on shapes")]
+            if (b, t) in _UNDERTRAINED
+            else [],
+        )
+        for b in sorted(TOY_BACKBONES)
+        for t in TOY_TASKS
+    ],
 )
 def test_shipped_checkpoint_zero_shot_far_above_chance(backbone, task):
     from ptnl.toy.sanity import zero_shot_acc

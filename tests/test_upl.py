@@ -163,8 +163,9 @@ def test_pseudo_label_accuracy_is_zero_shot_accuracy_on_the_selected_subset(tiny
     r = runs[0]
     # zero-shot recomputed independently, on the selected images only
     feats = F.cached_features(r.bundle, ds, "train", sel.idx, ["center"], r.device, r.precision)[0]
-    zs = engine.build_module(RunConfig("toy-synthetic", backbone=tiny, pretrained=None, method="zeroshot"),
-                             r.bundle, ds, None)
+    zs = engine.build_module(
+        RunConfig("toy-synthetic", backbone=tiny, pretrained=None, method="zeroshot"), r.bundle, ds, None
+    )
     with torch.no_grad():
         pred = zs(feats).argmax(-1).numpy()
     assert np.array_equal(pred, r.labels.noisy)  # the labels trained on are the zero-shot predictions
@@ -216,6 +217,7 @@ def test_seeds_reproduce(tiny, ds, tmp_path, monkeypatch):
 
 
 # -- the toy world -----------------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # renders and encodes the 512 train images of toy-shapes (~10 s on 2 busy cores)
 def test_toy_world_upl_set_is_cleaner_than_robust_upl_set(fresh_store):

@@ -27,7 +27,9 @@ class ToyBackbone:
 
 
 TOY_BACKBONES = {
-    name: ToyBackbone(config=CONFIG_DIR / f"{name}.json", checkpoint=toy_checkpoint_dir() / f"{name}.safetensors")
+    name: ToyBackbone(
+        config=CONFIG_DIR / f"{name}.json", checkpoint=toy_checkpoint_dir() / f"{name}.safetensors"
+    )
     for name in ("toy-vit", "toy-rn")
 }
 

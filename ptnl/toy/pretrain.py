@@ -101,12 +101,23 @@ def _param_groups(model, weight_decay: float):
 
 def to_model_input(images_u8: np.ndarray, mean, std) -> torch.Tensor:
     """uint8 [B,64,64,3] -> normalised float [B,3,64,64], as the model's preprocess does at 64 px."""
-    x = torch.from_numpy(np.array(images_u8)).permute(0, 3, 1, 2).float() / 255  # copy: cache may be read-only
+    x = (
+        torch.from_numpy(np.array(images_u8)).permute(0, 3, 1, 2).float() / 255
+    )  # copy: cache may be read-only
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def train(backbone: str, n_images: int, steps: int, batch_size: int, lr: float, warmup: int,
-          weight_decay: float, seed: int, log_every: int = 10):
+def train(
+    backbone: str,
+    n_images: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    weight_decay: float,
+    seed: int,
+    log_every: int = 10,
+):
     from tqdm import tqdm
 
     model, tokenizer = build_model(backbone, seed)
@@ -115,7 +126,12 @@ def train(backbone: str, n_images: int, steps: int, batch_size: int, lr: float, 
     mean, std = model.visual.preprocess_cfg["mean"], model.visual.preprocess_cfg["std"]
     opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup)))
+        opt,
+        lambda s: (
+            (s + 1) / warmup
+            if s < warmup
+            else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup)))
+        ),
     )
     gen = torch.Generator().manual_seed(seed)
     order = torch.empty(0, dtype=torch.long)
@@ -144,10 +160,19 @@ def train(backbone: str, n_images: int, steps: int, batch_size: int, lr: float, 
             model.logit_scale.clamp_(0, math.log(100))
         losses.append(loss.item())
         if step % log_every == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+            bar.set_postfix(
+                loss=f"{np.mean(losses[-log_every:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}"
+            )
     model.eval()
-    return model, tokenizer, {"final_loss": float(np.mean(losses[-50:])), "train_time_s": time.time() - t0,
-                              "loss_curve": [round(float(np.mean(losses[i:i + 50])), 4) for i in range(0, steps, 50)]}
+    return (
+        model,
+        tokenizer,
+        {
+            "final_loss": float(np.mean(losses[-50:])),
+            "train_time_s": time.time() - t0,
+            "loss_curve": [round(float(np.mean(losses[i : i + 50])), 4) for i in range(0, steps, 50)],
+        },
+    )
 
 
 def save_checkpoint(model, path: Path) -> str:
@@ -169,10 +194,18 @@ def main(argv=None):
     ap.add_argument("--backbone", required=True, choices=tuple(TOY_BACKBONES))
     for k, v in DEFAULTS.items():
         ap.add_argument("--" + k.replace("_", "-"), type=int if v is None else type(v), default=v)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 lets two runs share 2 cores)")
-    ap.add_argument("--out-dir", type=Path, default=toy_checkpoint_dir(),
-                    help="where <backbone>.safetensors/.json go (default: the shipped checkpoints)")
-    ap.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation recorded in the json")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 lets two runs share 2 cores)"
+    )
+    ap.add_argument(
+        "--out-dir",
+        type=Path,
+        default=toy_checkpoint_dir(),
+        help="where <backbone>.safetensors/.json go (default: the shipped checkpoints)",
+    )
+    ap.add_argument(
+        "--no-eval", action="store_true", help="skip the zero-shot evaluation recorded in the json"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -188,8 +221,14 @@ def main(argv=None):
         "config": json.loads((CONFIG_DIR / f"{args.backbone}.json").read_text()),
         "sha256": digest,
         "command": f"python -m ptnl.toy.pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}",
-        "training": {**hp, "n_captions": N_CAPTIONS, "pretrain_stream": PRETRAIN_STREAM, "threads": args.threads,
-                     "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6), linear warmup + cosine", "dtype": "fp32"},
+        "training": {
+            **hp,
+            "n_captions": N_CAPTIONS,
+            "pretrain_stream": PRETRAIN_STREAM,
+            "threads": args.threads,
+            "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6), linear warmup + cosine",
+            "dtype": "fp32",
+        },
         "final_loss": round(stats["final_loss"], 4),
         "loss_curve_every_50_steps": stats["loss_curve"],
         "train_time_s": round(stats["train_time_s"], 1),

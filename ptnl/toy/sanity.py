@@ -29,7 +29,9 @@ def load_toy_model(backbone: str, checkpoint: Path | None = None):
         raise ValueError(f"unknown toy backbone {backbone!r}; choose one of {tuple(TOY_BACKBONES)}")
     ckpt = Path(checkpoint) if checkpoint is not None else TOY_BACKBONES[backbone].checkpoint
     if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt} is missing; regenerate it with `python -m ptnl.toy.pretrain --backbone {backbone}`")
+        raise FileNotFoundError(
+            f"{ckpt} is missing; regenerate it with `python -m ptnl.toy.pretrain --backbone {backbone}`"
+        )
     open_clip.add_model_config(CONFIG_DIR)
     model, _, preprocess = open_clip.create_model_and_transforms(backbone, pretrained=None)
     model.load_state_dict(load_file(str(ckpt)), strict=True)  # fp16 values are cast into the fp32 params
@@ -41,7 +43,9 @@ def load_toy_model(backbone: str, checkpoint: Path | None = None):
 def image_features(model, preprocess, split, indices=None, batch_size=256) -> torch.Tensor:
     idx = range(len(split)) if indices is None else indices
     x = torch.stack([preprocess(split.load_image(i)) for i in idx])
-    return torch.cat([model.encode_image(x[i:i + batch_size], normalize=True) for i in range(0, len(x), batch_size)])
+    return torch.cat(
+        [model.encode_image(x[i : i + batch_size], normalize=True) for i in range(0, len(x), batch_size)]
+    )
 
 
 @torch.no_grad()
@@ -52,7 +56,9 @@ def text_features(model, tokenizer, prompts) -> torch.Tensor:
 def zero_shot_acc(model, preprocess, tokenizer, task: str, n_per_class: int | None = None) -> float:
     """Test accuracy of zero-shot CLIP with the task's template (first n_per_class per class)."""
     ds = load_task(task)
-    n = len(ds.test) if n_per_class is None else n_per_class * ds.n_classes  # labels cycle: prefix is balanced
+    n = (
+        len(ds.test) if n_per_class is None else n_per_class * ds.n_classes
+    )  # labels cycle: prefix is balanced
     feats = image_features(model, preprocess, ds.test, range(n))
     pred = (feats @ text_features(model, tokenizer, ds.prompts()).T).argmax(1).numpy()
     return float((pred == ds.test.labels[:n]).mean())
@@ -68,8 +74,9 @@ def linear_probe_acc(model, preprocess, task: str, shots: int = 16, seed: int = 
 
     ds = load_task(task)
     rng = np.random.default_rng(seed)
-    idx = np.concatenate([rng.choice(np.flatnonzero(ds.train.labels == c), shots, replace=False)
-                          for c in range(ds.n_classes)])
+    idx = np.concatenate(
+        [rng.choice(np.flatnonzero(ds.train.labels == c), shots, replace=False) for c in range(ds.n_classes)]
+    )
     xtr = image_features(model, preprocess, ds.train, idx).numpy()
     xte = image_features(model, preprocess, ds.test).numpy()
     clf = LogisticRegression(C=10.0, max_iter=2000).fit(xtr, ds.train.labels[idx])
@@ -86,8 +93,11 @@ def main(argv=None):
         model, preprocess, tokenizer = load_toy_model(b)
         for t in TOY_TASKS:
             ds = load_task(t)
-            row = {"classes": ds.n_classes, "chance": round(1 / ds.n_classes, 4),
-                   "zero_shot": round(zero_shot_acc(model, preprocess, tokenizer, t), 4)}
+            row = {
+                "classes": ds.n_classes,
+                "chance": round(1 / ds.n_classes, 4),
+                "zero_shot": round(zero_shot_acc(model, preprocess, tokenizer, t), 4),
+            }
             if not args.no_probe:
                 row["linear_probe_16shot"] = round(linear_probe_acc(model, preprocess, t), 4)
             rows[f"{b} {t}"] = row

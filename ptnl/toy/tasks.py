@@ -20,7 +20,11 @@ from ptnl.data.base import Dataset, Split
 from ptnl.toy.world import PATTERNS, SHAPES, Attrs, image_rng, plural, render, sample_attrs
 
 N_TRAIN, N_VAL, N_TEST = 64, 16, 40  # images per class; train is the pool few-shot draws from
-SPLITS = {"train": (0, N_TRAIN), "val": (1, N_VAL), "test": (2, N_TEST)}  # split -> (stream offset, per class)
+SPLITS = {
+    "train": (0, N_TRAIN),
+    "val": (1, N_VAL),
+    "test": (2, N_TEST),
+}  # split -> (stream offset, per class)
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,15 @@ class ToyTask:
 
 _FINE = tuple(
     (f"{c} {p} {s}", Attrs(shape=s, colour=c, pattern=p, count=1))
-    for c in ("red", "orange") for p in ("striped", "dotted", "checkered") for s in ("circle", "hexagon")
+    for c in ("red", "orange")
+    for p in ("striped", "dotted", "checkered")
+    for s in ("circle", "hexagon")
 )
 _COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 _COUNTS = tuple(
     (f"{_COUNT_WORDS[n]} {s if n == 1 else plural(s)}", Attrs(shape=s, count=n))
-    for s in ("circle", "square", "triangle", "star") for n in (1, 2, 3)
+    for s in ("circle", "square", "triangle", "star")
+    for n in (1, 2, 3)
 )
 
 TASKS: dict[str, ToyTask] = {
@@ -50,7 +57,9 @@ TASKS: dict[str, ToyTask] = {
     # fine-grained: colour x pattern x shape among near neighbours (red/orange, circle/hexagon)
     "toy-fine": ToyTask(200, "a close-up photo of a {}.", _FINE),
     # textures: full-frame swatches, DTD's template
-    "toy-textures": ToyTask(300, "{} texture.", tuple((p, Attrs(kind="swatch", pattern=p)) for p in PATTERNS)),
+    "toy-textures": ToyTask(
+        300, "{} texture.", tuple((p, Attrs(kind="swatch", pattern=p)) for p in PATTERNS)
+    ),
     # counting: how many of which shape
     "toy-counts": ToyTask(400, "a photo of {}.", _COUNTS),
 }

@@ -129,7 +129,9 @@ def _pattern_mask(pattern: str, u: np.ndarray, v: np.ndarray, period: float) -> 
     if pattern == "checkered":
         return (np.mod(np.floor(u / p) + np.floor(v / p), 2) == 1).astype(np.float32)
     if pattern == "wavy":
-        return (np.sin(2 * np.pi * (u + 0.35 * p * np.sin(2 * np.pi * v / (2.2 * p))) / p) > 0).astype(np.float32)
+        return (np.sin(2 * np.pi * (u + 0.35 * p * np.sin(2 * np.pi * v / (2.2 * p))) / p) > 0).astype(
+            np.float32
+        )
     if pattern == "zigzag":
         tri = np.abs(np.mod(v / p, 1.0) * 2 - 1) * 0.6 * p
         return (np.sin(2 * np.pi * (u + tri) / p) > 0).astype(np.float32)
@@ -165,7 +167,9 @@ def _place(radii: list[float], rng: np.random.Generator) -> list[tuple[float, fl
         best = None
         for _ in range(30):
             c = (rng.uniform(lo, hi), rng.uniform(lo, hi))
-            gap = min((np.hypot(c[0] - o[0], c[1] - o[1]) - rad - ro for o, ro in zip(centres, radii)), default=1e9)
+            gap = min(
+                (np.hypot(c[0] - o[0], c[1] - o[1]) - rad - ro for o, ro in zip(centres, radii)), default=1e9
+            )
             if best is None or gap > best[0]:
                 best = (gap, c)
             if gap > 1.5:
@@ -221,13 +225,16 @@ def _render_scene(attrs: Attrs, rng: np.random.Generator) -> np.ndarray:
         cx, cy = rng.uniform(0, IMAGE_SIZE, 2)
         rad = rng.uniform(0.8, 2.0)
         speck = np.clip(rad - np.hypot(_XX - cx, _YY - cy) + 0.5, 0, 1)[..., None]
-        col = np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 1), rng.uniform(0.2, 1)), dtype=np.float32)
+        col = np.array(
+            colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 1), rng.uniform(0.2, 1)), dtype=np.float32
+        )
         img = img * (1 - speck) + col * speck
     return img
 
 
 # ---------------------------------------------------------------------------------------------
 # language
+
 
 def plural(shape: str) -> str:
     return PLURALS.get(shape, shape + "s")
@@ -304,10 +311,17 @@ def caption(attrs: Attrs, rng: np.random.Generator) -> str:
     if rng.random() < 0.2:
         if attrs.count > 1:
             words = {2: "two", 3: "three"}
-            return MANY_TEMPLATE.format(count=words[attrs.count], shapes=plural(attrs.shape), colour=attrs.colour)
+            return MANY_TEMPLATE.format(
+                count=words[attrs.count], shapes=plural(attrs.shape), colour=attrs.colour
+            )
         t = RELATION_TEMPLATES[rng.integers(len(RELATION_TEMPLATES))]
-        return t.format(a=article(attrs.shape), shape=attrs.shape, colour=attrs.colour, pattern=attrs.pattern,
-                        size=attrs.size)
+        return t.format(
+            a=article(attrs.shape),
+            shape=attrs.shape,
+            colour=attrs.colour,
+            pattern=attrs.pattern,
+            size=attrs.size,
+        )
     t = SCENE_TEMPLATES[rng.integers(len(SCENE_TEMPLATES))]
     return t.format(np=noun_phrase(attrs, rng))
 
