@@ -18,6 +18,11 @@ PARAMS ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NB_NUMS := $(foreach nb,$(NOTEBOOKS),$(firstword $(subst _, ,$(notdir $(nb)))))
 NBVAL_ARGS := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
+# Notebook runs use one CPU thread by default: the toy models are too small to gain from more, a
+# busy machine makes extra threads 2-3x slower, and the thread count changes float reduction
+# order, so fixing it keeps numbers and figures byte-stable from machine to machine.
+THREADS ?= 1
+NB_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
 
 .PHONY: help env test test-fast lint clean distclean notebooks figures bench paper plan refs $(NB_NUMS)
 
@@ -42,10 +47,10 @@ test-fast: $(ENV_STAMP) ## run the fast tests only (skips those marked slow)
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 notebooks: $(ENV_STAMP) ## the main job: execute every notebook (SET=toy) into build/, figures included
-	$(PY) -m ptnl.notebooks run $(NOTEBOOKS) --set $(SET) --output-dir build/$(SET) $(PARAMS)
+	$(NB_ENV) $(PY) -m ptnl.notebooks run $(NOTEBOOKS) --set $(SET) --output-dir build/$(SET) $(PARAMS)
 
 $(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 08) execute one notebook, e.g. make 02 SET=smoke
-	$(PY) -m ptnl.notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET) $(PARAMS)
+	$(NB_ENV) $(PY) -m ptnl.notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET) $(PARAMS)
 
 figures: notebooks ## rebuild every figure in figures/ (PNG + PDF) from the results of the notebooks' runs
 
