@@ -20,7 +20,7 @@ NB_NUMS := $(foreach nb,$(NOTEBOOKS),$(firstword $(subst _, ,$(notdir $(nb)))))
 NBVAL_ARGS := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 # Notebook runs use one CPU thread by default: the toy models are too small to gain from more, a
 # busy machine makes extra threads 2-3x slower, and the thread count changes float reduction
-# order, so fixing it keeps numbers and figures byte-stable from machine to machine.
+# order, so fixing it is what keeps rerun numbers and figures byte-stable.
 THREADS ?= 1
 NB_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
 
