@@ -47,11 +47,11 @@ from torch import nn
 from ptnl.clip import (
     CLIPBundle,
     TextEncoder,
-    _looks_like_path,
     check_prompt_lengths,
     encode_text,
     file_sha256,
     load_weights,
+    looks_like_path,
     resolve_checkpoint,
 )
 
@@ -367,7 +367,7 @@ def load_imagenet_resnet50(
     state, path = None, None
     if weights is None:
         weights_id = "random"
-    elif _looks_like_path(weights):
+    elif looks_like_path(weights):
         path = resolve_checkpoint(weights)
         weights_id = f"file:{file_sha256(path)[:16]}"
     else:

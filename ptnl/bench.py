@@ -224,6 +224,8 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
         engine.build_module(r.cfg, bundle, ds, F.generator("init", r.cfg.seed)).to(r.device) for r in runs
     ]
     if mode == "reference":
+        # CoOp's CLIP keeps open_clip's default NCHW layout (ptnl's load_clip turns conv towers NHWC)
+        bundle.model.visual.to(memory_format=torch.contiguous_format)
         ref = CoOpReference(bundle, ds.classnames, modules[0].prompt_learner.ctx)
         out["losses"] = reference_fit(runs[0], ref, on_step=tick)
         out["ctx"] = ref.ctx.detach().cpu().flatten().tolist()

@@ -525,15 +525,14 @@ def table2_claims(s: pd.DataFrame) -> list[dict]:
 
 
 def grad_ratio_frame(df: pd.DataFrame, label: Callable[[str], str] | None = None) -> pd.DataFrame:
-    """Long form of the per-epoch ``grad_ratio`` lists: dataset, variant, seed, epoch, ratio."""
+    """Long form of the per-epoch ``grad_norm_ratio`` lists: dataset, variant, seed, epoch, ratio."""
     df = tidy(df)
     rows = []
     for _, r in df.iterrows():
-        # store.collect puts the metric list where the config flag of the same name was; runs
-        # without the measurement keep the flag (a bool) and contribute nothing.
-        if not isinstance(r.get("grad_ratio"), list):
+        # Runs without the measurement (config grad_ratio=False) have NaN here and contribute nothing.
+        if not isinstance(r.get("grad_norm_ratio"), list):
             continue
-        for epoch, ratio in enumerate(r["grad_ratio"], start=1):
+        for epoch, ratio in enumerate(r["grad_norm_ratio"], start=1):
             rows.append(
                 {
                     "dataset": r["dataset"],

@@ -246,7 +246,8 @@ def load_weights(model: nn.Module, path: str | Path, what: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def _looks_like_path(s: str) -> bool:
+def looks_like_path(s: str) -> bool:
+    """Whether a ``pretrained`` value names a local file rather than an open_clip tag."""
     return os.sep in s or "/" in s or s.endswith(_CHECKPOINT_SUFFIXES) or Path(s).expanduser().exists()
 
 
@@ -272,7 +273,7 @@ def _tag_cache_hint(tag_cfg: dict, cache: str | None) -> str:
     return f"{cache or os.path.expanduser('~/.cache/clip')} (from {tag_cfg.get('url')})"
 
 
-def _cached_tag_file(tag_cfg: dict, cache: str | None) -> str | None:
+def cached_tag_file(tag_cfg: dict, cache: str | None) -> str | None:
     """The already-downloaded checkpoint of a tag, without touching the network."""
     hub = tag_cfg.get("hf_hub", "")
     if hub:
@@ -298,7 +299,7 @@ def _cached_tag_file(tag_cfg: dict, cache: str | None) -> str | None:
 
 
 def _download_tag(model_name: str, tag: str, tag_cfg: dict, cache: str | None) -> str:
-    hit = _cached_tag_file(tag_cfg, cache)
+    hit = cached_tag_file(tag_cfg, cache)
     if hit:
         return hit
     error = "HF_HUB_OFFLINE is set"
@@ -358,7 +359,7 @@ def weights_identity(name: str, pretrained: str | os.PathLike | None = "default"
     if name in toys and pretrained == "default":
         ckpt = Path(toys[name].checkpoint)
         return f"toy:{file_sha256(ckpt)[:16]}" if ckpt.is_file() else "toy:missing"
-    if _looks_like_path(pretrained):
+    if looks_like_path(pretrained):
         try:
             return f"file:{file_sha256(resolve_checkpoint(pretrained))[:16]}"
         except FileNotFoundError:
@@ -408,7 +409,7 @@ def load_clip(
         elif pretrained is None:
             weights_id = "random"
         else:
-            if not _looks_like_path(pretrained):
+            if not looks_like_path(pretrained):
                 raise ValueError(
                     f"pretrained={pretrained!r} for toy backbone {name}: use 'default' (its shipped checkpoint), "
                     "None (random weights) or a path to a checkpoint file"
@@ -443,7 +444,7 @@ def load_clip(
         if pretrained is None:
             weights_id = "random"
             config = OPENAI_CONFIGS.get(base, name)  # same architecture as with OpenAI's weights
-        elif _looks_like_path(pretrained):
+        elif looks_like_path(pretrained):
             checkpoint = resolve_checkpoint(pretrained)
             # A local file for the paper's backbones holds OpenAI weights: QuickGELU, never GELU.
             # So does any OpenAI TorchScript file, whatever the architecture.
@@ -483,6 +484,10 @@ def load_clip(
         embed_dim = int(open_clip.get_model_config(config)["embed_dim"])
 
     model = model.to(device).eval().requires_grad_(False)
+    if _is_conv_tower(model.visual):
+        # NHWC convolutions: measured 1.25x faster RN50 image encoding on CPU (oneDNN), and the
+        # layout cuDNN's tensor cores want; the same numbers up to float rounding (~1e-8).
+        model.visual.to(memory_format=torch.channels_last)
     image_size = _image_size(model)
     pp = PreprocessCfg(**{**merge_preprocess_dict(PreprocessCfg(), preprocess_cfg), "size": image_size})
     vocab = getattr(tokenizer, "vocab_size", None)
@@ -514,9 +519,16 @@ def encode_images(bundle: CLIPBundle, images: torch.Tensor, precision: str | Non
     model = bundle.model
     if model.training:  # someone called .train(): RN50's BatchNorm must keep its running statistics
         model.eval()
+    images = images.to(bundle.device, non_blocking=True)
+    if images.dim() == 4 and _is_conv_tower(model.visual):
+        images = images.contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), autocast(bundle.device, precision):
-        features = model.encode_image(images.to(bundle.device, non_blocking=True))
+        features = model.encode_image(images)
     return features.float()
+
+
+def _is_conv_tower(visual: nn.Module) -> bool:
+    return isinstance(visual, open_clip.modified_resnet.ModifiedResNet)
 
 
 # ----------------------------------------------------------------------------- text features
@@ -550,8 +562,10 @@ class TextEncoder(nn.Module):
     independent copy to fine-tune (TEnc-FT).
 
     ``shared_prefix=P`` says that positions ``0..P-1`` are the same for every row (CoOp's unified
-    context at the end: [SOS][ctx]). Their hidden states are computed once, with batch 1, and the
-    other positions attend to them; the causal mask makes this the same computation.
+    context at the end: [SOS][ctx]). Their hidden states, keys and values are computed once, with
+    batch 1, and the other positions attend to them; the causal mask makes this the same
+    computation. With ``groups=R`` the rows are R runs' prompts stacked run after run, each run
+    with its own prefix (grouped prompt tuning): the prefix is computed once per run.
     """
 
     def __init__(self, model: nn.Module):
@@ -576,8 +590,12 @@ class TextEncoder(nn.Module):
             return self.text_projection(x)
         return x @ self.text_projection
 
-    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor, shared_prefix: int = 0) -> torch.Tensor:
+    def forward(
+        self, embeddings: torch.Tensor, eot: torch.Tensor, shared_prefix: int = 0, groups: int = 1
+    ) -> torch.Tensor:
         n, length, _ = embeddings.shape
+        if n % groups:
+            raise ValueError(f"{n} prompts cannot be split into {groups} equal groups")
         eot = eot.to(embeddings.device)
         L = int(eot.max()) + 1  # causal: nothing after the last EOT of the batch reaches any EOT
         if L > self.context_length or length < L:
@@ -586,7 +604,7 @@ class TextEncoder(nn.Module):
             )
         x = embeddings[:, :L] + self.positional_embedding[:L].to(embeddings.dtype)
         if 0 < shared_prefix < int(eot.min()) and self._blocks_are_plain():
-            x = self._run_shared_prefix(x, shared_prefix)
+            x = self._run_shared_prefix(x, shared_prefix, groups)
         else:
             x = self.transformer(x, attn_mask=self.attn_mask[:L, :L])
         x = self.ln_final(x)
@@ -594,27 +612,66 @@ class TextEncoder(nn.Module):
         return self._project(x)
 
     def _blocks_are_plain(self) -> bool:
-        # The shared-prefix path re-runs open_clip's ResidualAttentionBlock step by step; custom
-        # blocks (qk-norm, scaled cosine attention, ...) fall back to the plain path.
+        # The shared-prefix path re-runs open_clip's ResidualAttentionBlock step by step with its
+        # own attention; custom blocks (qk-norm, scaled cosine attention, ...) and attention
+        # modules other than a packed nn.MultiheadAttention fall back to the plain path.
         return all(
-            type(b) is open_clip.transformer.ResidualAttentionBlock and not hasattr(b, "ln_1_kv")
+            type(b) is open_clip.transformer.ResidualAttentionBlock
+            and not hasattr(b, "ln_1_kv")
+            and type(b.attn) is nn.MultiheadAttention
+            and b.attn.batch_first
+            and b.attn._qkv_same_embed_dim
+            and b.attn.bias_k is None
+            and not (b.training and b.attn.dropout > 0)
             for b in self.transformer.resblocks
         ) and not getattr(self.transformer, "grad_checkpointing", False)
 
-    def _run_shared_prefix(self, x: torch.Tensor, P: int) -> torch.Tensor:
-        n, L, _ = x.shape
+    def _run_shared_prefix(self, x: torch.Tensor, P: int, groups: int = 1) -> torch.Tensor:
+        n, L, d = x.shape
+        c = n // groups
         mask = self.attn_mask[:L, :L].to(x.dtype)
-        prefix, rest = x[:1, :P], x[:, P:]  # rows are equal on the prefix: keep one
+        # rows of a group are equal on the prefix: keep one per group
+        prefix, rest = x.view(groups, c, L, d)[:, 0, :P], x[:, P:]
         for blk in self.transformer.resblocks:
-            hp, hr = blk.ln_1(prefix), blk.ln_1(rest)
-            ap = blk.attn(hp, hp, hp, need_weights=False, attn_mask=mask[:P, :P])[0]
-            kv = torch.cat([hp.expand(n, -1, -1), hr], dim=1)
-            ar = blk.attn(hr, kv, kv, need_weights=False, attn_mask=mask[P:, :])[0]
+            ap, ar = _prefix_attention(blk.attn, blk.ln_1(prefix), blk.ln_1(rest), mask)
             prefix = prefix + blk.ls_1(ap)
             rest = rest + blk.ls_1(ar)
             prefix = prefix + blk.ls_2(blk.mlp(blk.ln_2(prefix)))
             rest = rest + blk.ls_2(blk.mlp(blk.ln_2(rest)))
-        return torch.cat([prefix.expand(n, -1, -1), rest], dim=1)
+        return torch.cat([_per_row(prefix, c), rest], dim=1)
+
+
+def _per_row(t: torch.Tensor, c: int) -> torch.Tensor:
+    """[G, ...] -> [G*c, ...], each group's entry repeated for its c rows (a view when G = 1)."""
+    if t.shape[0] == 1:
+        return t.expand(c, *t.shape[1:])
+    return t.repeat_interleave(c, dim=0)
+
+
+def _prefix_attention(attn: nn.MultiheadAttention, hp: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor):
+    """nn.MultiheadAttention (batch-first, packed in-projection) of shared prefixes ``hp`` [G, P, D]
+    and the rows' own positions ``hr`` [G*c, R, D] (group after group) that attend to their group's
+    prefix, with the prefix's queries, keys and values projected once per group instead of once per
+    row: with 16 context tokens and a few name tokens that projection was about a third of the text
+    tower's work. ``mask``: additive [P+R, P+R]."""
+    P, h = hp.shape[1], attn.num_heads
+    c = hr.shape[0] // hp.shape[0]
+
+    def heads(t):  # [B, T, D] -> [B, h, T, D/h]
+        return t.unflatten(-1, (h, -1)).transpose(1, 2)
+
+    qp, kp, vp = F.linear(hp, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    qr, kr, vr = F.linear(hr, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    kp, vp = heads(kp), heads(vp)
+    out_p = F.scaled_dot_product_attention(heads(qp), kp, vp, attn_mask=mask[:P, :P])
+    k = torch.cat([_per_row(kp, c), heads(kr)], dim=2)
+    v = torch.cat([_per_row(vp, c), heads(vr)], dim=2)
+    out_r = F.scaled_dot_product_attention(heads(qr), k, v, attn_mask=mask[P:, :])
+
+    def merge(t):  # [B, h, T, D/h] -> [B, T, D], then the output projection
+        return attn.out_proj(t.transpose(1, 2).flatten(2))
+
+    return merge(out_p), merge(out_r)
 
 
 def check_prompt_lengths(bundle: CLIPBundle, texts: Sequence[str]) -> None:

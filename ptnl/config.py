@@ -205,6 +205,11 @@ def _validate(c: RunConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
     if c.n_ctx < 0:
         raise ValueError(f"n_ctx must be >= 0 (0 = class name only, the paper's Ctx-0), got {c.n_ctx}")
+    if c.method == "prompt" and c.n_ctx == 0:
+        raise ValueError(
+            "method='prompt' with n_ctx=0 has nothing to learn (the prompt is the class name alone): "
+            "run the paper's Ctx-0 as method='random_prompt' with n_ctx=0, an untrained evaluation"
+        )
     if c.n_views is not None and c.n_views < 1:
         raise ValueError(f"n_views must be >= 1 or None (one view per epoch), got {c.n_views}")
     if not 0 <= c.warmup_epochs <= c.epochs:

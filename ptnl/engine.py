@@ -256,7 +256,7 @@ def per_sample_grad_norms(losses: torch.Tensor, params: list[torch.Tensor]) -> t
 
 def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[dict]:
     """Train each module with its run's recipe; returns per run the per-epoch ``train_loss``,
-    ``lr`` and, if asked, ``grad_ratio`` (mean per-sample gradient norm over noisy samples / over
+    ``lr`` and, if asked, ``grad_norm_ratio`` (mean per-sample gradient norm over noisy samples / over
     clean samples, measured on the training batches before each step).
 
     Several runs (``run_group``) step together: one batched text pass per step, the sum of their
@@ -279,7 +279,9 @@ def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[d
     labels = [torch.as_tensor(r.labels.noisy, device=device) for r in runs]
     noisy = [torch.as_tensor(r.labels.is_noisy, device=device) for r in runs]
     orders = [F.generator("order", r.cfg.seed) for r in runs]
-    hists = [{"train_loss": [], "lr": [], **({"grad_ratio": []} if r.cfg.grad_ratio else {})} for r in runs]
+    hists = [
+        {"train_loss": [], "lr": [], **({"grad_norm_ratio": []} if r.cfg.grad_ratio else {})} for r in runs
+    ]
     epochs = range(1, cfg0.epochs + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -321,10 +323,10 @@ def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[d
         for k, h in enumerate(hists):
             h["train_loss"].append(totals[k].item() / seen)
             h["lr"].append(lrs[k])
-            if "grad_ratio" in h:
+            if "grad_norm_ratio" in h:
                 clean, noisy_mean = (gsum[k] / gcount[k].clamp(min=1)).tolist()
                 ok = gcount[k].min().item() > 0 and clean > 0
-                h["grad_ratio"].append(noisy_mean / clean if ok else float("nan"))
+                h["grad_norm_ratio"].append(noisy_mean / clean if ok else float("nan"))
     return hists
 
 
@@ -345,31 +347,10 @@ def grouped_text_features(enc, x: torch.Tensor, eot: torch.Tensor, groups: int, 
     """ptnl.clip.TextEncoder over R runs' prompts stacked as [R*C, L, D].
 
     Within a run the first ``prefix`` positions ([SOS][ctx], CoOp's unified context at the end)
-    are the same for all its classes; as TextEncoder does for one run, they are computed once per
-    run ([R, P, D]) and the other positions attend to their own run's copy. The causal mask makes
-    this the same computation as the plain pass.
+    are the same for all its classes; as for one run, they are computed once per run and the
+    other positions attend to their own run's copy (the same computation as the plain pass).
     """
-    n, _, d = x.shape
-    c = n // groups
-    length = int(eot.max()) + 1
-    x = x[:, :length] + enc.positional_embedding[:length].to(x.dtype)
-    if 0 < prefix < int(eot.min()) and enc._blocks_are_plain():
-        mask = enc.attn_mask[:length, :length].to(x.dtype)
-        pre, rest = x.view(groups, c, length, d)[:, 0, :prefix], x[:, prefix:]
-        for blk in enc.transformer.resblocks:
-            hp, hr = blk.ln_1(pre), blk.ln_1(rest)
-            ap = blk.attn(hp, hp, hp, need_weights=False, attn_mask=mask[:prefix, :prefix])[0]
-            kv = torch.cat([hp.repeat_interleave(c, dim=0), hr], dim=1)
-            ar = blk.attn(hr, kv, kv, need_weights=False, attn_mask=mask[prefix:, :])[0]
-            pre = pre + blk.ls_1(ap)
-            rest = rest + blk.ls_1(ar)
-            pre = pre + blk.ls_2(blk.mlp(blk.ln_2(pre)))
-            rest = rest + blk.ls_2(blk.mlp(blk.ln_2(rest)))
-        x = torch.cat([pre.repeat_interleave(c, dim=0), rest], dim=1)
-    else:
-        x = enc.transformer(x, attn_mask=enc.attn_mask[:length, :length])
-    x = enc.ln_final(x)
-    return enc._project(x[torch.arange(n, device=x.device), eot])
+    return enc(x, eot, shared_prefix=prefix, groups=groups)
 
 
 @torch.no_grad()

@@ -48,7 +48,7 @@ LINEAR_PROBE_FEATURE_MODE = "center"
 SGD_LINEAR = "classifier_r"
 ROBUST_LOSSES = ("ce", "gce", "sce", "nce_rce")
 
-# Notebook file stem -> the function that builds its runs (07 belongs to Section 5, built elsewhere).
+# Notebook file stem -> the function that builds its runs (07's ensembles come from ptnl.upl).
 NOTEBOOK_SECTIONS = {
     "00_quickstart": "quickstart",
     "01_prompt_tuning_gce": "sec3_gce",
@@ -57,6 +57,7 @@ NOTEBOOK_SECTIONS = {
     "04_noisy_gradients": "sec44_gradients",
     "05_architectures": "sec45_architectures",
     "06_correlated_noise": "sec46_correlated",
+    "07_unsupervised": "sec5_unsupervised",
     "08_appendix": "appendix",
 }
 
@@ -385,11 +386,22 @@ def _unique(configs: Iterable[RunConfig]) -> list[RunConfig]:
     return out
 
 
-def build(section: str, params: dict) -> list[RunConfig]:
-    """``section``'s runs from a dict of notebook parameters (names the section does not use are ignored)."""
-    fn = globals()[section]
+def build(section: str, params: dict) -> list:
+    """``section``'s runs from a dict of notebook parameters (names the section does not use are ignored).
+
+    Section 5 (notebook 07) gives its zero-shot runs and then every UPL ensemble member (``UPLConfig``,
+    which has a run id and a place in the store like a ``RunConfig``)."""
+    if section == "sec5_unsupervised":
+        from ptnl import upl
+
+        fn = upl.sec5_unsupervised
+    else:
+        fn = globals()[section]
     accepted = inspect.signature(fn).parameters
-    return fn(**{k: v for k, v in params.items() if k in accepted})
+    out = fn(**{k: v for k, v in params.items() if k in accepted})
+    if section == "sec5_unsupervised":
+        out = upl.zeroshot_configs(out) + upl.members(out)
+    return out
 
 
 # ---------------------------------------------------------------------------- reading back
@@ -437,10 +449,14 @@ def confusion_matrix(config: RunConfig, device=None):
     return counts
 
 
-def status(configs: Sequence[RunConfig], experiment: str) -> dict:
-    """Counts of runs, done and pending, and what is missing on disk for the pending ones."""
+def status(configs: Sequence, experiment: str) -> dict:
+    """Counts of runs, done and pending, and what is missing on disk for the pending ones.
+
+    ``configs`` are RunConfigs or UPLConfigs (whose data and weights are those of their ``prompt``)."""
     done = sum(store.is_done(c, experiment) for c in configs)
     pending = [c for c in configs if not store.is_done(c, experiment)]
+    configs = [getattr(c, "prompt", c) for c in configs]
+    pending = [getattr(c, "prompt", c) for c in pending]
     return {
         "runs": len(configs),
         "done": done,
@@ -490,7 +506,7 @@ def dataset_on_disk(name: str) -> bool:
 
     spec = ds.SPECS[ds.resolve_name(name)]
     root = paths.data_root()
-    if ds._coop_available(spec, root):
+    if ds.coop_available(spec, root):
         return True
     folder = ds.TORCHVISION.get(spec.torchvision, (None,))[0] if spec.torchvision else None
     return folder is not None and (root / folder).is_dir()
@@ -508,12 +524,12 @@ def weights_on_disk(backbone: str, pretrained: str | None) -> bool:
 
     name = clip.canonical_name(backbone)
     tag = "openai" if pretrained == "default" else pretrained
-    if clip._looks_like_path(tag):
+    if clip.looks_like_path(tag):
         return Path(tag).expanduser().is_file() or (paths.weights_dir() / tag).is_file()
     from open_clip import pretrained as oc
 
     tag_cfg = oc.get_pretrained_cfg(clip.OPENAI_CONFIGS.get(name, name), tag)
-    return bool(tag_cfg) and clip._cached_tag_file(tag_cfg, None) is not None
+    return bool(tag_cfg) and clip.cached_tag_file(tag_cfg, None) is not None
 
 
 def imagenet_resnet50_on_disk() -> bool:
@@ -593,19 +609,11 @@ def main(argv=None) -> int:
         prog="python -m ptnl.experiments", description="Print what the notebooks of a parameter set will run."
     )
     ap.add_argument("--set", default="paper", help="parameter set: params/<set>.yaml (default: paper)")
-    ap.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        nargs=2,
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="override one parameter, as for python -m ptnl.notebooks run (value parsed as YAML)",
-    )
+    from ptnl.notebooks import add_param_option, parse_overrides
+
+    add_param_option(ap)
     args = ap.parse_args(argv)
     try:
-        from ptnl.notebooks import parse_overrides
-
         plan(args.set, parse_overrides(args.param))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -148,6 +148,19 @@ def refs(notebooks: list[Path], param_set: str = "smoke"):
         print(f"reference {nb.name}: executed with --set {param_set}, stripped")
 
 
+def add_param_option(parser) -> None:
+    """``-p NAME VALUE`` (repeatable), the override syntax of every ptnl command that takes notebook parameters."""
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        nargs=2,
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override one parameter (value parsed as YAML: 3, true, [1, 2]); repeatable",
+    )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="python -m ptnl.notebooks",
@@ -158,15 +171,7 @@ def main(argv=None):
     r = sub.add_parser("run", help="execute notebooks into build/")
     r.add_argument("notebooks", nargs="+", type=Path)
     r.add_argument("--set", default="toy", help="parameter set: params/<set>.yaml (default: toy)")
-    r.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        nargs=2,
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="override one parameter (value parsed as YAML: 3, true, [1, 2]); repeatable",
-    )
+    add_param_option(r)
     r.add_argument(
         "-f",
         "--parameters-file",

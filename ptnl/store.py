@@ -105,7 +105,8 @@ def _flatten(prefix: str, d: dict, out: dict) -> None:
 
 def collect(experiment: str) -> pd.DataFrame:
     """All finished runs of ``experiment``, one row each: ``run_id``, the config fields (dicts
-    flattened to ``loss_params.q``), then the metrics (per-epoch lists stay lists)."""
+    flattened to ``loss_params.q``), then the metrics (per-epoch lists stay lists; a metric whose
+    name is also a config field comes as ``metrics.<name>``)."""
     root = paths.experiment_dir(experiment)
     if not root.is_dir():
         have = sorted(p.name for p in paths.results_dir().glob("*") if p.is_dir())
@@ -118,7 +119,10 @@ def collect(experiment: str) -> pd.DataFrame:
             continue
         row = {"run_id": d.name}
         _flatten("", json.loads((d / CONFIG_FILE).read_text()), row)
-        _flatten("", json.loads((d / METRICS_FILE).read_text()), row)
+        metrics = {}
+        _flatten("", json.loads((d / METRICS_FILE).read_text()), metrics)
+        for k, v in metrics.items():  # a metric never overwrites the config field of the same name
+            row[f"metrics.{k}" if k in row else k] = v
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=["run_id", *(f for f in RunConfig.__dataclass_fields__)])

@@ -152,9 +152,9 @@ def test_grad_ratio_claims():
 
 def test_grad_ratio_frame_unrolls_epochs():
     df = _rows({("d", "prompt", "ce", 0.5): 50.0}, seeds=(1,))
-    df["grad_ratio"] = [[0.5, None, 0.25]]
+    df["grad_norm_ratio"] = [[0.5, None, 0.25]]
     df = pd.concat(
-        [df, df.assign(grad_ratio=False, run_id="other")], ignore_index=True
+        [df, df.assign(grad_norm_ratio=np.nan, grad_ratio=False, run_id="other")], ignore_index=True
     )  # a run without ratios
     long = C.grad_ratio_frame(df)
     assert list(long["epoch"]) == [1, 2, 3]

@@ -330,6 +330,13 @@ def test_text_encoder_shared_prefix_equals_plain(tiny):
     eot = torch.tensor([7, 11, 9, 8])
     enc = clip.TextEncoder(tiny.model)
     assert torch.allclose(enc(x, eot, shared_prefix=5), enc(x, eot), atol=1e-5)
+    # groups: two runs stacked, each with its own prefix, equal the runs one by one
+    y = torch.randn(4, 12, 32, generator=g) * 0.1
+    y[:, :5] = y[:1, :5]
+    both = enc(torch.cat([x, y]), torch.cat([eot, eot]), shared_prefix=5, groups=2)
+    assert torch.allclose(both, torch.cat([enc(x, eot), enc(y, eot)]), atol=1e-5)
+    with pytest.raises(ValueError, match="equal groups"):
+        enc(x, eot, shared_prefix=5, groups=3)
     # exactness of truncation: what comes after the last EOT never matters
     longer = torch.cat([x, torch.randn(4, 6, 32, generator=g)], dim=1)
     assert torch.allclose(enc(longer, eot), enc(x, eot), atol=1e-6)

@@ -80,6 +80,7 @@ def test_round_trip():
         ({"method": "visual_ft"}, "feature_mode='exact'"),
         ({"lr": float("nan")}, "lr"),
         ({"method": "linear_probe", "grad_ratio": True}, "classifier_r"),
+        ({"method": "prompt", "n_ctx": 0}, "random_prompt"),
     ],
 )
 def test_bad_values_raise(kw, match):

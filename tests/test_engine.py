@@ -67,7 +67,7 @@ def test_prompt_run_metrics_and_determinism(tiny, ds):
     m = engine.run(c)
     assert m["train_label_acc"] == 0.75 and m["n_train"] == 16 and m["n_noisy"] == 4
     assert len(m["train_loss"]) == 3 and m["lr"][0] == 1e-5 and m["lr"][1] == 0.002
-    assert all(r > 0 and math.isfinite(r) for r in m["grad_ratio"])
+    assert all(r > 0 and math.isfinite(r) for r in m["grad_norm_ratio"])
     assert 0 <= m["test_acc"] <= 1 and m["feature_mode"] == "center" and m["weights_id"] == "random"
     again = engine.run(c)
     assert again["train_loss"] == m["train_loss"] and again["test_acc"] == m["test_acc"]
@@ -90,12 +90,12 @@ def test_grad_ratio_matches_explicit_per_sample_chain(tiny, ds, monkeypatch):
         norms.append(g.norm().item())
     norms, noisy = np.array(norms), r.labels.is_noisy[batch.numpy()]
     assert noisy.any() and (~noisy).any()
-    assert m["grad_ratio"][0] == pytest.approx(norms[noisy].mean() / norms[~noisy].mean(), rel=1e-4)
+    assert m["grad_norm_ratio"][0] == pytest.approx(norms[noisy].mean() / norms[~noisy].mean(), rel=1e-4)
 
 
 def test_no_noise_gives_nan_ratio(tiny, ds):
     m = engine.run(cfg(tiny, grad_ratio=True, feature_mode="center", epochs=1))
-    assert math.isnan(m["grad_ratio"][0]) and m["train_label_acc"] == 1.0
+    assert math.isnan(m["grad_norm_ratio"][0]) and m["train_label_acc"] == 1.0
 
 
 def test_training_reduces_the_loss(tiny, ds):
@@ -118,7 +118,7 @@ def test_group_equals_sequential_runs(tiny, ds):
         np.testing.assert_allclose(g["train_loss"], s["train_loss"], rtol=1e-5, atol=1e-6)
         assert g["test_acc"] == s["test_acc"] and g["group_size"] == 3 and s["group_size"] == 1
         if c.grad_ratio:
-            np.testing.assert_allclose(g["grad_ratio"], s["grad_ratio"], rtol=1e-4)
+            np.testing.assert_allclose(g["grad_norm_ratio"], s["grad_norm_ratio"], rtol=1e-4)
     with pytest.raises(ValueError, match="differ only in"):
         engine.run_group([cfg(tiny), cfg(tiny, shots=2)])
     with pytest.raises(ValueError, match="cached features"):

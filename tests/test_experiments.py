@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from ptnl import experiments as E
-from ptnl import notebooks, store
+from ptnl import notebooks, store, upl
 from ptnl.config import RunConfig
 
 TOY = dict(backbone="toy-vit", epochs=3)
@@ -164,11 +164,17 @@ def _notebook(path, source):
     nbformat.write(nb, path)
 
 
-def test_plan_counts_runs_per_notebook_and_shared_runs_once(fresh_store, tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "params").mkdir()
-    monkeypatch.setattr(notebooks, "NOTEBOOKS_DIR", tmp_path / "notebooks")
-    monkeypatch.setattr(notebooks, "PARAMS_DIR", tmp_path / "params")
+@pytest.fixture
+def plan_dirs(fresh_store, tmp_path, monkeypatch):
+    """Empty notebooks/ and params/ folders that ptnl.notebooks reads instead of the repo's."""
+    for name, attr in (("notebooks", "NOTEBOOKS_DIR"), ("params", "PARAMS_DIR")):
+        (tmp_path / name).mkdir()
+        monkeypatch.setattr(notebooks, attr, tmp_path / name)
+    return tmp_path
+
+
+def test_plan_counts_runs_per_notebook_and_shared_runs_once(plan_dirs):
+    tmp_path = plan_dirs
     _notebook(
         tmp_path / "notebooks" / "04_noisy_gradients.ipynb",
         "backbone = 'toy-vit'\ndatasets = ['toy-shapes']\nnoise_rate = 0.5\nseeds = [1, 2]\nepochs = 3\n"
@@ -198,3 +204,20 @@ def test_plan_counts_runs_per_notebook_and_shared_runs_once(fresh_store, tmp_pat
         ("00_quickstart", 7, ["toy-shapes"]),
         ("04_noisy_gradients", 6, ["toy-fine"]),
     ]
+
+
+def test_plan_counts_notebook_07s_upl_ensembles(plan_dirs):
+    tmp_path = plan_dirs
+    _notebook(
+        tmp_path / "notebooks" / "07_unsupervised.ipynb",
+        "backbone = 'toy-rn'\ndatasets = ['toy-shapes', 'toy-fine']\nn_prompts = 2\nseeds = [1]\nepochs = 3\n"
+        "experiment = 'toy'\n",
+    )
+    (tmp_path / "params" / "paper.yaml").write_text(yaml.safe_dump({"common": {"experiment": "p"}}))
+    out = io.StringIO()
+    [row] = E.plan("paper", file=out)
+    n_methods = len(upl.METHODS)
+    # per dataset: one zero-shot run (Table 5's 0-shot column) + n_prompts members per method
+    assert row["notebook"] == "07_unsupervised" and row["runs"] == 2 * (1 + 2 * n_methods)
+    assert row["backbones"] == ["toy-rn"] and row["pending"] == row["runs"]
+    assert "not counted" not in out.getvalue()

@@ -30,6 +30,14 @@ def test_write_then_collect(fresh_store):
     assert math.isnan(df.set_index("run_id").loc[b.run_id]["loss_params.q"])
 
 
+def test_collect_keeps_config_field_when_a_metric_shares_its_name(fresh_store):
+    a = RunConfig(dataset="DTD", grad_ratio=True)
+    store.finish_run(a, "exp", {"test_acc": 0.5, "grad_ratio": [1.5, 1.2], "seed": "metric"})
+    row = store.collect("exp").iloc[0]
+    assert row["grad_ratio"] is True or row["grad_ratio"] == True  # noqa: E712 (numpy bool)
+    assert row["metrics.grad_ratio"] == [1.5, 1.2] and row["seed"] == 1 and row["metrics.seed"] == "metric"
+
+
 def test_restart_clears_done(fresh_store):
     a = RunConfig(dataset="DTD")
     store.finish_run(a, "exp", {"test_acc": 1.0})

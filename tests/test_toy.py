@@ -159,3 +159,13 @@ def test_shipped_checkpoint_zero_shot_far_above_chance(backbone, task):
     acc = zero_shot_acc(*_shipped(backbone), task, n_per_class=10)  # first 10 test images per class
     chance = 1 / load_task(task).n_classes
     assert acc >= 2.5 * chance, (task, acc, chance)
+
+
+def test_zero_shot_on_coop_views_is_measured_on_the_views():
+    from ptnl.toy.sanity import zero_shot_acc, zero_shot_views_acc
+
+    model = _shipped("toy-rn")
+    centre = zero_shot_acc(*model, "toy-shapes", n_per_class=4)
+    a = zero_shot_views_acc(*model, "toy-shapes", n_views=2, n_per_class=4, seed=0)
+    assert a == zero_shot_views_acc(*model, "toy-shapes", n_views=2, n_per_class=4, seed=0)  # seeded
+    assert 0.0 <= a <= 1.0 and a != centre  # random crops, not the centre view

@@ -289,7 +289,8 @@ def missing_error(spec: Spec, root: Path, detail: str = "") -> FileNotFoundError
 # ----------------------------------------------------------------------------- CoOp route
 
 
-def _coop_available(spec: Spec, root: Path) -> bool:
+def coop_available(spec: Spec, root: Path) -> bool:
+    """Whether CoOp's split file (or, for ImageNet/Aircraft, its folder layout) is on disk under ``root``."""
     if spec.name == "FGVCAircraft":
         return any((root / d / "images_variant_train.txt").is_file() for d in spec.image_dirs)
     if spec.name == "ImageNet":
@@ -298,7 +299,7 @@ def _coop_available(spec: Spec, root: Path) -> bool:
 
 
 def _load_coop(spec: Spec, root: Path) -> Dataset:
-    if not _coop_available(spec, root):
+    if not coop_available(spec, root):
         raise missing_error(spec, root)
     if spec.name == "FGVCAircraft":
         return _load_fgvc(spec, root)
@@ -508,7 +509,7 @@ def on_disk(name: str, root: str | Path | None = None) -> bool:
         return True  # rendered on demand
     spec = SPECS[resolve_name(name)]
     root = Path(root).expanduser().resolve() if root is not None else data_root()
-    if _coop_available(spec, root):
+    if coop_available(spec, root):
         return True
     return spec.torchvision is not None and (root / TORCHVISION[spec.torchvision][0]).is_dir()
 
@@ -527,7 +528,7 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     if source not in SOURCES:
         raise ValueError(f"source={source!r}; use one of {SOURCES}")
     root = Path(root).expanduser().resolve() if root is not None else data_root()
-    if source == "coop" or (source == "auto" and (_coop_available(spec, root) or spec.torchvision is None)):
+    if source == "coop" or (source == "auto" and (coop_available(spec, root) or spec.torchvision is None)):
         return _load_coop(spec, root)
     if source == "torchvision":
         return _load_torchvision(spec, root)

@@ -5,6 +5,9 @@
 Zero-shot: each task's own hand-crafted template, cosine similarity of normalised features, as
 CLIP does. Linear probe: sklearn logistic regression on 16 clean shots per class (features
 normalised), the cheap check that the features carry more than the zero-shot prompt uses.
+Zero-shot on CoOp's views: the same classifier on CoOp's training augmentation of the test images
+(RandomResizedCrop scale (0.08, 1), bicubic, flip), how much label information the crops that
+prompt tuning trains on keep for this model.
 """
 
 from __future__ import annotations
@@ -64,6 +67,40 @@ def zero_shot_acc(model, preprocess, tokenizer, task: str, n_per_class: int | No
     return float((pred == ds.test.labels[:n]).mean())
 
 
+# CoOp's train augmentation (ptnl.features.augment), written with torchvision's own transforms here.
+COOP_RRC_SCALE = (0.08, 1.0)
+
+
+@torch.no_grad()
+def zero_shot_views_acc(
+    model, preprocess, tokenizer, task: str, n_views: int = 4, n_per_class: int | None = None, seed: int = 0
+) -> float:
+    """Zero-shot test accuracy on ``n_views`` CoOp-augmented views of each test image (mean)."""
+    from torchvision import transforms as T
+
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, tuple | list) else size
+    normalize = [t for t in preprocess.transforms if isinstance(t, T.Normalize)][-1]
+    augment = T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=COOP_RRC_SCALE, interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            normalize,
+        ]
+    )
+    ds = load_task(task)
+    n = len(ds.test) if n_per_class is None else n_per_class * ds.n_classes
+    text = text_features(model, tokenizer, ds.prompts())
+    torch.manual_seed(seed)  # torchvision's transforms draw from the global generator
+    correct = 0
+    for _ in range(n_views):
+        x = torch.stack([augment(ds.test.load_image(i).convert("RGB")) for i in range(n)])
+        pred = (model.encode_image(x, normalize=True) @ text.T).argmax(1).numpy()
+        correct += int((pred == ds.test.labels[:n]).sum())
+    return correct / (n * n_views)
+
+
 def zero_shot_table(backbone: str, checkpoint: Path | None = None, n_per_class: int | None = None) -> dict:
     model, preprocess, tokenizer = load_toy_model(backbone, checkpoint)
     return {t: round(zero_shot_acc(model, preprocess, tokenizer, t, n_per_class), 4) for t in TOY_TASKS}
@@ -98,6 +135,7 @@ def main(argv=None):
                 "chance": round(1 / ds.n_classes, 4),
                 "zero_shot": round(zero_shot_acc(model, preprocess, tokenizer, t), 4),
             }
+            row["zero_shot_coop_views"] = round(zero_shot_views_acc(model, preprocess, tokenizer, t), 4)
             if not args.no_probe:
                 row["linear_probe_16shot"] = round(linear_probe_acc(model, preprocess, t), 4)
             rows[f"{b} {t}"] = row
