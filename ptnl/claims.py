@@ -471,6 +471,13 @@ def table1_claims(s: pd.DataFrame, competitive: float = -5.0) -> list[dict]:
             0.0,
         ),
         claim(
+            "Prompt tuning is robust: it loses at most half as much accuracy to 50% noise as Classifier-R",
+            "drop(prompt) - drop(Classifier-R) / 2",
+            lambda s: drop(s, "prompt") - drop(s, "classifier_r") / 2,
+            0.0,
+            "<",
+        ),
+        claim(
             f"TEnc-FT is competitive with clean labels (within {-competitive:g} points of prompt tuning)",
             "acc(TEnc-FT, 0%) - acc(prompt, 0%)",
             lambda s: acc(s, "tenc_ft", 0.0) - acc(s, "prompt", 0.0),

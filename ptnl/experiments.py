@@ -354,7 +354,8 @@ def appendix(
 ) -> list[RunConfig]:
     """Notebook 08: Table 8 (random prompts, ``random_prompt_draws`` draws), Figure 8 (GCE for
     prompt tuning and the linear probe), Figure 9 (robust losses for prompt tuning), Tables 6-7
-    (Tables 1-2 on every dataset)."""
+    (Tables 1-2 on every dataset), and zero-shot CLIP on every dataset (what prompt tuning is
+    measured against)."""
     if not isinstance(random_prompt_draws, int) or random_prompt_draws < 1:
         raise ValueError(
             f"random_prompt_draws must be an integer >= 1 (the paper uses 100), got {random_prompt_draws!r}"
@@ -365,6 +366,7 @@ def appendix(
         for d in _as_list(datasets, "datasets")
         for s in range(1, random_prompt_draws + 1)
     ]
+    out += [config(d, method="zeroshot", **common) for d in _as_list(datasets, "datasets")]
     out += _grid(
         datasets,
         [("prompt", loss) for loss in _as_list(robust_losses, "robust_losses")]

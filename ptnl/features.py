@@ -38,7 +38,9 @@ from PIL import Image
 from ptnl import paths
 from ptnl.store import atomic_write_bytes
 
-CACHE_VERSION = 1
+CACHE_VERSION = (
+    2  # 2: ResNet towers encode with BatchNorm folded into the convolutions (rounding-level change)
+)
 # CoOp's train augmentation (Dassl HEAD, which CoOp's configs use): RandomResizedCrop with
 # torchvision's default scale and ratio, bicubic, then a horizontal flip with p = 0.5.
 RRC_SCALE = (0.08, 1.0)

@@ -285,6 +285,29 @@ def test_encode_images_matches_encode_image_without_grad(tiny):
     assert torch.equal(f, clip.encode_images(tiny, images))
 
 
+def test_resnet_tower_encodes_with_batchnorm_folded_and_the_same_features(toy):
+    rn = clip.load_clip("toy-test-rn", pretrained=None)
+    visual = rn.model.visual
+    g = torch.Generator().manual_seed(1)
+    for m in visual.modules():  # non-trivial statistics, so folding has something to get wrong
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2, generator=g)
+            m.running_var.uniform_(0.5, 2.0, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.normal_(0, 0.2, generator=g)
+    folded = clip.fold_batchnorm(visual)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in visual.modules())  # the original is untouched
+    images = torch.randn(4, 3, rn.image_size, rn.image_size, generator=g)
+    with torch.no_grad():
+        plain = rn.model.encode_image(images)
+    assert torch.allclose(folded(images), plain, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(clip.encode_images(rn, images), plain, atol=1e-5, rtol=1e-4)
+    assert clip.inference_tower(visual) is clip.inference_tower(visual)  # built once
+    with pytest.raises(ValueError, match="ModifiedResNet"):
+        clip.fold_batchnorm(torch.nn.Linear(2, 2))
+
+
 def test_encode_text_matches_open_clip_full_length(tiny):
     texts = ["a photo of a cat.", "a photo of a sea lion, a type of pet.", "x"]
     f = clip.encode_text(tiny, texts)

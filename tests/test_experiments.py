@@ -59,7 +59,8 @@ def test_appendix_shares_runs_with_table1_instead_of_duplicating():
     # prompt x 4 losses, linear probe, linear head CE/GCE, Tables 1-2's six methods; prompt and the
     # linear head (= Classifier-R) with CE are in both lists and run once.
     n_methods = len(E.ROBUST_LOSSES) + 3 + len(set(E.TABLE1_METHODS + E.TABLE2_METHODS)) - 2
-    assert len(cs) == 3 + n_methods * 2
+    assert len(cs) == 3 + 1 + n_methods * 2  # 3 random prompts, 1 zero-shot
+    assert [c.method for c in cs].count("zeroshot") == 1
 
 
 def test_gradient_section_records_ratios_and_needs_noise():

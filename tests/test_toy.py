@@ -133,26 +133,7 @@ def _shipped(backbone):
     return load_toy_model(backbone)
 
 
-# The shipped toy-vit (800 steps, 1 thread) is undertrained: 23 % on toy-shapes, 1.9x chance
-# (its 16-shot linear probe is no better, 22 %). strict: once regenerated with more steps this
-# XPASSes and fails, so the mark gets removed rather than forgotten.
-_UNDERTRAINED = {("toy-vit", "toy-shapes")}
-
-
-@pytest.mark.parametrize(
-    "backbone,task",
-    [
-        pytest.param(
-            b,
-            t,
-            marks=[pytest.mark.xfail(strict=True, reason="toy-vit undertrained on shapes")]
-            if (b, t) in _UNDERTRAINED
-            else [],
-        )
-        for b in sorted(TOY_BACKBONES)
-        for t in TOY_TASKS
-    ],
-)
+@pytest.mark.parametrize("backbone,task", [(b, t) for b in sorted(TOY_BACKBONES) for t in TOY_TASKS])
 def test_shipped_checkpoint_zero_shot_far_above_chance(backbone, task):
     from ptnl.toy.sanity import zero_shot_acc
 

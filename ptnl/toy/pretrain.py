@@ -34,11 +34,10 @@ from ptnl.toy.world import IMAGE_SIZE, SWATCH_RATE, caption, image_rng, render, 
 PRETRAIN_STREAM = 0  # the world's seed stream for pretraining pictures (tasks use 100+)
 N_CAPTIONS = 4  # captions drawn per picture; each step picks one at random
 
-# Steps per backbone, as shipped. toy-rn's first 800-step checkpoint was still improving (loss
-# 1.47, and a 16-shot linear probe did no better than zero-shot), so it was retrained for 2400
-# steps (loss 0.84). toy-vit still ships its 800-step checkpoint: undertrained, a known weakness
-# (its zero-shot is the lowest of the two); retrain with --steps 2400 when a machine has ~1 h.
-STEPS = {"toy-rn": 2400, "toy-vit": 800}
+# Steps per backbone, as shipped. The first checkpoints (800 steps) were still improving: toy-rn's
+# 16-shot linear probe did no better than its zero-shot, and toy-vit's zero-shot was 1.9x chance
+# on toy-shapes. Both were retrained for 2400 steps on one thread (toy-rn 25 min, toy-vit 42 min).
+STEPS = {"toy-rn": 2400, "toy-vit": 2400}
 DEFAULTS = dict(
     n_images=32768,
     steps=None,  # STEPS[backbone]
