@@ -38,9 +38,9 @@ from PIL import Image
 from ptnl import paths
 from ptnl.store import atomic_write_bytes
 
-CACHE_VERSION = (
-    2  # 2: ResNet towers encode with BatchNorm folded into the convolutions (rounding-level change)
-)
+# 2: ResNet towers encode with BatchNorm folded into the convolutions. 3: every encoding batch is
+# full (padded), so cached features do not depend on the cache's history. Rounding-level changes.
+CACHE_VERSION = 3
 # CoOp's train augmentation (Dassl HEAD, which CoOp's configs use): RandomResizedCrop with
 # torchvision's default scale and ratio, bicubic, then a horizontal flip with p = 0.5.
 RRC_SCALE = (0.08, 1.0)
@@ -252,7 +252,14 @@ def _encode_missing(bundle, sp, todo, device, precision, batch_size, progress):
     pending, keys = [], []
 
     def flush():
-        feats = encode_images(bundle, torch.stack(pending), device, precision).cpu()
+        # Always a full batch (the last one padded by repeating its first image): convolution
+        # kernels are picked by batch size, so an image's features would otherwise depend on how
+        # many others happened to be missing from the cache with it (~1e-6 on a ResNet tower),
+        # and the same config could give different numbers after a different cache history.
+        x = torch.stack(pending)
+        if len(x) < batch_size:
+            x = torch.cat([x, x[:1].expand(batch_size - len(x), *x.shape[1:])])
+        feats = encode_images(bundle, x, device, precision)[: len(pending)].cpu()
         out.update(zip(keys, feats))
         pending.clear()
         keys.clear()

@@ -78,7 +78,7 @@ def test_center_cache_equals_direct_encoding_and_is_reused(bundle, ds, fresh_sto
     again = F.cached_features(bundle, ds, "train", idx[::-1])
     assert calls == [] and torch.equal(again[0], feats[0].flip(0))
     grown = F.cached_features(bundle, ds, "train", np.array([0, 1, 2]))  # only 1 and 2 are new
-    assert calls == [2] and torch.equal(grown[0, 0], feats[0, 1])
+    assert calls == [F.ENCODE_BATCH] and torch.equal(grown[0, 0], feats[0, 1])  # 2 new, padded
     path = F.cache_path(bundle, ds, "train", "center")
     assert path.name == "train-center.pt" and F.cache_path(bundle, ds, "train", "center", "bf16") != path
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no tmp files left
@@ -123,3 +123,18 @@ def test_exact_batch_depends_on_seed_epoch_and_image_only(bundle, ds):
     assert not torch.equal(a, F.exact_batch(bundle, ds.train, [1, 2], run_seed=1, epoch=4))
     assert not torch.equal(a, F.exact_batch(bundle, ds.train, [1, 2], run_seed=2, epoch=3))
     assert a.shape == (2, 3, bundle.image_size, bundle.image_size)
+
+
+def test_resnet_features_do_not_depend_on_what_else_was_missing_from_the_cache(
+    fresh_store, tmp_path, monkeypatch
+):
+    # A ResNet tower's convolutions give batch-size-dependent rounding; the cache encodes full
+    # (padded) batches, so an image's cached features are the same bits whatever its companions.
+    from ptnl.clip import load_clip
+
+    rn = load_clip("toy-rn")
+    big = synthetic_dataset(n_classes=4, train_per_class=40, test_per_class=1)
+    a = F.cached_features(rn, big, "train", [3], ["center"])  # alone
+    monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "other"))
+    b = F.cached_features(rn, big, "train", np.arange(160), ["center"])  # with 127 others
+    assert torch.equal(a[0, 0], b[0, 3])
