@@ -489,6 +489,8 @@ def load_clip(
     if _is_conv_tower(model.visual):
         # NHWC convolutions: measured 1.25x faster RN50 image encoding on CPU (oneDNN), and the
         # layout cuDNN's tensor cores want; the same numbers up to float rounding (~1e-8).
+        # Encoding itself runs inference_tower(visual); this layout is for what copies the tower
+        # to train it (visual fine-tuning of a toy ResNet).
         model.visual.to(memory_format=torch.channels_last)
     image_size = _image_size(model)
     pp = PreprocessCfg(**{**merge_preprocess_dict(PreprocessCfg(), preprocess_cfg), "size": image_size})
