@@ -338,19 +338,10 @@ def class_embeddings(modules: list) -> list:
     c = parts[0][0].shape[0]
     x = torch.cat([p[0] for p in parts])
     eot = torch.cat([p[1] for p in parts])
-    enc = modules[0].text_encoder
-    feats = grouped_text_features(enc, x, eot, len(modules), modules[0].prompt_learner.shared_prefix)
+    # One TextEncoder pass over all runs' prompts; each run's [SOS][ctx] prefix is computed once.
+    prefix = modules[0].prompt_learner.shared_prefix
+    feats = modules[0].text_encoder(x, eot, shared_prefix=prefix, groups=len(modules))
     return list(torch.nn.functional.normalize(feats.float(), dim=-1).split(c))
-
-
-def grouped_text_features(enc, x: torch.Tensor, eot: torch.Tensor, groups: int, prefix: int) -> torch.Tensor:
-    """ptnl.clip.TextEncoder over R runs' prompts stacked as [R*C, L, D].
-
-    Within a run the first ``prefix`` positions ([SOS][ctx], CoOp's unified context at the end)
-    are the same for all its classes; as for one run, they are computed once per run and the
-    other positions attend to their own run's copy (the same computation as the plain pass).
-    """
-    return enc(x, eot, shared_prefix=prefix, groups=groups)
 
 
 @torch.no_grad()

@@ -231,16 +231,8 @@ def sec43_attribution(
 ) -> list[RunConfig]:
     """Notebook 03: Table 1 (class embeddings) and Table 2 (which prompt parts are learned)."""
     methods = [(m, "ce") for m in dict.fromkeys(TABLE1_METHODS + TABLE2_METHODS)]
-    return _grid(
-        datasets,
-        methods,
-        noise_rates,
-        seeds,
-        backbone=backbone,
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    return _grid(datasets, methods, noise_rates, seeds, **common)
 
 
 def sec44_gradients(
@@ -260,17 +252,8 @@ def sec44_gradients(
             "the gradient-norm ratio needs noisy samples: set noise_rate > 0 (the paper uses 0.5)"
         )
     methods = [("prompt", "ce"), (SGD_LINEAR, "ce")]
-    return _grid(
-        datasets,
-        methods,
-        [noise_rate],
-        seeds,
-        backbone=backbone,
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-        grad_ratio=True,
-    )
+    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    return _grid(datasets, methods, [noise_rate], seeds, grad_ratio=True, **common)
 
 
 def sec45_architectures(
