@@ -33,7 +33,7 @@ TOY_BACKBONES = {
     for name in ("toy-vit", "toy-rn")
 }
 
-TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-counts")
+TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-scatter")
 
 
 def load_task(name: str):

@@ -1,9 +1,11 @@
 """Downstream tasks in the toy world, loaded as the same `Dataset` the real datasets are.
 
 Four tasks mirror the paper's variety: generic objects (Caltech101), fine-grained attribute
-combinations (OxfordPets, Flowers102, FGVCAircraft), textures (DTD), and counting (a scene-level
-concept, standing in for UCF101's actions). A class fixes some attributes; every other attribute
-and every nuisance is drawn per image, as in pretraining. Images are rendered on demand from their
+combinations (OxfordPets, Flowers102, FGVCAircraft), textures (DTD), and fields of small objects
+(EuroSAT's land-cover tiles: the label is what covers the frame, so any crop still shows it). A
+class fixes some attributes; every other attribute and every nuisance is drawn per image, as in
+pretraining, and every task picture is shot with a downstream dataset's camera (`world.render`,
+camera=True), which no pretraining picture is. Images are rendered on demand from their
 ref ("toy-shapes/test/00042"), so a task costs nothing until a picture is asked for, and each
 split draws from its own seed stream, disjoint from the pretraining stream (stream 0).
 """
@@ -44,12 +46,6 @@ _FINE = tuple(
     for p in ("striped", "dotted", "checkered")
     for s in ("circle", "hexagon")
 )
-_COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
-_COUNTS = tuple(
-    (f"{_COUNT_WORDS[n]} {s if n == 1 else plural(s)}", Attrs(shape=s, count=n))
-    for s in ("circle", "square", "triangle", "star")
-    for n in (1, 2, 3)
-)
 
 TASKS: dict[str, ToyTask] = {
     # generic objects: which shape, whatever its colour, pattern and size
@@ -60,8 +56,10 @@ TASKS: dict[str, ToyTask] = {
     "toy-textures": ToyTask(
         300, "{} texture.", tuple((p, Attrs(kind="swatch", pattern=p)) for p in PATTERNS)
     ),
-    # counting: how many of which shape
-    "toy-counts": ToyTask(400, "a photo of {}.", _COUNTS),
+    # fields of small objects: which shape covers the frame (toy world v2; v1 had toy-counts here)
+    "toy-scatter": ToyTask(
+        500, "a field of {}.", tuple((plural(s), Attrs(kind="scatter", shape=s)) for s in SHAPES)
+    ),
 }
 TOY_TASKS = tuple(TASKS)
 
@@ -88,7 +86,7 @@ def task_attrs(ref: str) -> tuple[Attrs, np.random.Generator]:
 @lru_cache(maxsize=8192)
 def _render_ref(ref: str) -> bytes:
     attrs, rng = task_attrs(ref)
-    return render(attrs, rng).tobytes()
+    return render(attrs, rng, camera=True).tobytes()
 
 
 def load_image(ref: str) -> Image.Image:

@@ -2,7 +2,8 @@
 
 A scene is one to three identical objects (same shape, colour, pattern and size) on a tinted,
 shaded background with a few specks of clutter; a swatch is a patch of pattern that fills the
-frame (the world's "texture photos", as DTD is to ImageNet). Four attribute families describe an
+frame (the world's "texture photos", as DTD is to ImageNet); a scatter is a field of many small
+plain objects of one shape and colour over the whole frame (its "land-cover tiles", as EuroSAT). Four attribute families describe an
 object: shape, colour, pattern, size, plus its count. Nuisances the captions never mention
 (position, rotation, exact scale, hue/brightness jitter, pattern period and angle, background,
 clutter, pixel noise) make the mapping from pixels to words many-to-one, as in real photos.
@@ -43,6 +44,18 @@ COUNT_WORDS = {1: ("a", "one", "a single"), 2: ("two", "a pair of"), 3: ("three"
 HUE_JITTER = 8.0  # degrees: enough that "red" is a range, not that red and orange overlap
 ROTATION_MAX = 25.0  # degrees: objects sit roughly upright, so a square and a diamond stay distinct
 SWATCH_RATE = 0.15  # share of pretraining pictures that are texture swatches
+SCATTER_RATE = 0.15  # share of pretraining pictures that are scatters
+N_SCATTER = (8, 16)  # inclusive range of objects in a scatter
+SCATTER_RADIUS = (3.0, 5.0)  # pixels: small enough that a field of them covers the frame
+# A downstream dataset's camera (toy world v2, docs/toy-world-v2.md): task pictures, never the
+# pretraining ones, are blurred, hazed toward a grey and noisier, as curated datasets are shot
+# with other cameras than the web's. Zero-shot transfer pays for the shift; few-shot learning on
+# the task's own pictures can recover it.
+CAMERA_BLUR = (0.4, 0.9)  # Gaussian sigma, pixels
+CAMERA_HAZE = (0.1, 0.3)  # weight of the grey
+CAMERA_GREY = (0.3, 0.7)
+SENSOR_NOISE = 0.025  # pixel noise of every picture
+CAMERA_NOISE = 0.05  # pixel noise of a task picture, instead
 COUNT_PROBS = (0.6, 0.2, 0.2)
 N_CLUTTER = (0, 5)  # inclusive range of tiny distractor specks per picture
 
@@ -51,7 +64,8 @@ N_CLUTTER = (0, 5)  # inclusive range of tiny distractor specks per picture
 class Attrs:
     """What a picture shows (the words a caption may use); None means "any" to `sample_attrs`."""
 
-    kind: str = "scene"  # "scene" (objects on a background) or "swatch" (pattern fills the frame)
+    kind: str = "scene"  # "scene" (objects on a background), "swatch" (pattern fills the frame)
+    #                      or "scatter" (many small plain objects over the frame)
     shape: str | None = None
     colour: str | None = None
     pattern: str | None = None
@@ -59,10 +73,14 @@ class Attrs:
     count: int | None = None
 
 
-def sample_attrs(rng: np.random.Generator, fixed: Attrs | None = None, swatch_rate: float = 0.0) -> Attrs:
+def sample_attrs(
+    rng: np.random.Generator, fixed: Attrs | None = None, swatch_rate: float = 0.0, scatter_rate: float = 0.0
+) -> Attrs:
     """Fill every attribute that `fixed` leaves None, uniformly (count by COUNT_PROBS)."""
     f = fixed or Attrs()
-    kind = f.kind if fixed is not None else ("swatch" if rng.random() < swatch_rate else "scene")
+    u = rng.random()
+    kind = "swatch" if u < swatch_rate else ("scatter" if u < swatch_rate + scatter_rate else "scene")
+    kind = f.kind if fixed is not None else kind
     # Draw every family even when fixed, so the nuisance draws that follow are aligned across tasks.
     shape = SHAPES[rng.integers(len(SHAPES))]
     colour = tuple(COLOURS)[rng.integers(len(COLOURS))]
@@ -71,6 +89,8 @@ def sample_attrs(rng: np.random.Generator, fixed: Attrs | None = None, swatch_ra
     count = int(rng.choice(COUNTS, p=COUNT_PROBS))
     if kind == "swatch":
         return Attrs("swatch", None, f.colour or colour, f.pattern or pattern, None, None)
+    if kind == "scatter":
+        return Attrs("scatter", f.shape or shape, f.colour or colour, None, None, None)
     return Attrs(
         "scene", f.shape or shape, f.colour or colour, f.pattern or pattern, f.size or size, f.count or count
     )
@@ -178,16 +198,35 @@ def _place(radii: list[float], rng: np.random.Generator) -> list[tuple[float, fl
     return centres
 
 
-def render(attrs: Attrs, rng: np.random.Generator) -> np.ndarray:
-    """One picture as uint8 [64, 64, 3]. All attributes must be set (see `sample_attrs`)."""
+def render(attrs: Attrs, rng: np.random.Generator, camera: bool = False) -> np.ndarray:
+    """One picture as uint8 [64, 64, 3]. All attributes must be set (see `sample_attrs`).
+
+    ``camera=True`` shoots it with a downstream dataset's camera (blur, haze, more noise)."""
     if attrs.kind == "swatch":
         img = _render_swatch(attrs, rng)
     elif attrs.kind == "scene":
         img = _render_scene(attrs, rng)
+    elif attrs.kind == "scatter":
+        img = _render_scatter(attrs, rng)
     else:
-        raise ValueError(f"unknown kind {attrs.kind!r}; use 'scene' or 'swatch'")
-    img = img + rng.normal(0, 0.025, img.shape).astype(np.float32)  # sensor noise
+        raise ValueError(f"unknown kind {attrs.kind!r}; use 'scene', 'swatch' or 'scatter'")
+    if camera:
+        img = _blur(img, rng.uniform(*CAMERA_BLUR))
+        haze, grey = rng.uniform(*CAMERA_HAZE), rng.uniform(*CAMERA_GREY)
+        img = img * (1 - haze) + grey * haze
+    noise = CAMERA_NOISE if camera else SENSOR_NOISE
+    img = img + rng.normal(0, noise, img.shape).astype(np.float32)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of an [H, W, 3] float image, edges replicated."""
+    r = int(np.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = (k / k.sum()).astype(np.float32)
+    p = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
+    p = sum(k[i] * p[i : i + img.shape[0]] for i in range(2 * r + 1))
+    return sum(k[i] * p[:, i : i + img.shape[1]] for i in range(2 * r + 1))
 
 
 def _render_swatch(attrs: Attrs, rng: np.random.Generator) -> np.ndarray:
@@ -211,16 +250,37 @@ def _render_scene(attrs: Attrs, rng: np.random.Generator) -> np.ndarray:
     period = rng.uniform(0.32, 0.45) * float(np.mean(radii)) + 1.5  # a few pattern repeats per object
     pat_ang = np.deg2rad(rng.uniform(0, 180))
     for (cx, cy), rad in zip(_place(radii, rng), radii):
-        rot = np.deg2rad(rng.uniform(-ROTATION_MAX, ROTATION_MAX))
+        inside = _object_mask(attrs.shape, cx, cy, rad, rng)
         dx, dy = _XX - cx, _YY - cy
-        u = (np.cos(rot) * dx + np.sin(rot) * dy) / rad
-        v = (-np.sin(rot) * dx + np.cos(rot) * dy) / rad
-        inside = np.clip(0.5 - _shape_sdf(attrs.shape, u, v) * rad, 0, 1)[..., None]  # 1 px antialiased edge
         pu = np.cos(pat_ang) * dx + np.sin(pat_ang) * dy
         pv = -np.sin(pat_ang) * dx + np.cos(pat_ang) * dy
         t = _pattern_mask(attrs.pattern, pu, pv, period)[..., None]
         obj = c1 * (1 - t) + c2 * t
         img = img * (1 - inside) + obj * inside
+    return _clutter(img, rng)
+
+
+def _object_mask(shape: str, cx: float, cy: float, rad: float, rng: np.random.Generator) -> np.ndarray:
+    """[H, W, 1] coverage of one upright-ish object (1 px antialiased edge)."""
+    rot = np.deg2rad(rng.uniform(-ROTATION_MAX, ROTATION_MAX))
+    dx, dy = _XX - cx, _YY - cy
+    u = (np.cos(rot) * dx + np.sin(rot) * dy) / rad
+    v = (-np.sin(rot) * dx + np.cos(rot) * dy) / rad
+    return np.clip(0.5 - _shape_sdf(shape, u, v) * rad, 0, 1)[..., None]
+
+
+def _render_scatter(attrs: Attrs, rng: np.random.Generator) -> np.ndarray:
+    img = _background(rng)
+    n = int(rng.integers(N_SCATTER[0], N_SCATTER[1] + 1))
+    radii = [rng.uniform(*SCATTER_RADIUS) for _ in range(n)]
+    for (cx, cy), rad in zip(_place(radii, rng), radii):
+        c = _rgb(attrs.colour, rng)  # each object its own shade: a field, not a stamp
+        inside = _object_mask(attrs.shape, cx, cy, rad, rng)
+        img = img * (1 - inside) + c * inside
+    return _clutter(img, rng)
+
+
+def _clutter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for _ in range(rng.integers(N_CLUTTER[0], N_CLUTTER[1] + 1)):  # specks no caption mentions
         cx, cy = rng.uniform(0, IMAGE_SIZE, 2)
         rad = rng.uniform(0.8, 2.0)
@@ -300,6 +360,15 @@ RELATION_TEMPLATES = (  # relational phrasings, so attribute words are not tied 
     "{a} {size} {shape}, {colour} and {pattern}.",
 )
 MANY_TEMPLATE = "{count} {shapes}, all of them {colour}."
+SCATTER_TEMPLATES = (  # the first is toy-scatter's task template
+    "a field of {shapes}.",
+    "a field of {colour} {shapes}.",
+    "many {colour} {shapes}.",
+    "lots of small {shapes} scattered around.",
+    "{colour} {shapes} everywhere.",
+    "a pattern of tiny {shapes}.",
+    "a photo of many small {colour} {shapes}.",
+)
 
 
 def caption(attrs: Attrs, rng: np.random.Generator) -> str:
@@ -308,6 +377,9 @@ def caption(attrs: Attrs, rng: np.random.Generator) -> str:
         t = SWATCH_TEMPLATES[rng.integers(len(SWATCH_TEMPLATES))]
         pattern = attrs.pattern if attrs.pattern != "plain" or rng.random() < 0.5 else "solid"
         return t.format(pattern=pattern, colour=attrs.colour)
+    if attrs.kind == "scatter":
+        t = SCATTER_TEMPLATES[rng.integers(len(SCATTER_TEMPLATES))]
+        return t.format(shapes=plural(attrs.shape), colour=attrs.colour)
     if rng.random() < 0.2:
         if attrs.count > 1:
             words = {2: "two", 3: "three"}
