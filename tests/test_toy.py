@@ -18,7 +18,9 @@ N_CTX = 16  # CoOp's default number of learnable context tokens
 
 def _draw(stream, i, fixed=None):
     rng = world.image_rng(stream, i)
-    attrs = world.sample_attrs(rng, fixed=fixed, swatch_rate=world.SWATCH_RATE)
+    attrs = world.sample_attrs(
+        rng, fixed=fixed, swatch_rate=world.SWATCH_RATE, scatter_rate=world.SCATTER_RATE
+    )
     return attrs, world.render(attrs, rng), world.caption(attrs, rng)
 
 
@@ -60,10 +62,52 @@ def test_captions_only_name_true_attributes():
         attrs, _, cap = _draw(0, i)
         tokens = set(cap.rstrip(".").replace(",", "").split())
         for fam, vocab in words_of.items():
+            if fam == "size" and attrs.kind == "scatter":
+                continue  # a scatter's objects are all smaller than a "small" scene object
             named = tokens & vocab
             assert named <= {getattr(attrs, fam)}, (cap, attrs)
         shapes = {s for s in world.SHAPES if s in tokens or world.plural(s) in tokens}
         assert shapes <= {attrs.shape}, (cap, attrs)
+
+
+def test_pretraining_mixes_the_three_kinds_of_picture():
+    kinds = [_draw(0, i)[0].kind for i in range(600)]
+    share = {k: kinds.count(k) / len(kinds) for k in ("scene", "swatch", "scatter")}
+    assert (
+        abs(share["swatch"] - world.SWATCH_RATE) < 0.05 and abs(share["scatter"] - world.SCATTER_RATE) < 0.05
+    )
+    attrs, img, cap = next(d for d in (_draw(0, i) for i in range(600)) if d[0].kind == "scatter")
+    assert attrs.shape in world.SHAPES and attrs.pattern is None and attrs.count is None
+    assert world.plural(attrs.shape) in cap
+    assert img.std() > 10  # objects drawn on the background, not a blank frame
+
+
+def test_task_pictures_go_through_the_dataset_camera():
+    # The same picture with and without the downstream camera: blurred and hazed, so it keeps
+    # the content but loses contrast and sharpness against the pretraining-style render.
+    attrs, rng = toy_tasks.task_attrs("toy-textures/test/00003")
+    state = rng.bit_generator.state
+    web = world.render(attrs, rng).astype(np.float32)
+    rng.bit_generator.state = state
+    shot = world.render(attrs, rng, camera=True).astype(np.float32)
+    assert np.array_equal(np.asarray(load_task("toy-textures").test.load_image(3)), shot.astype(np.uint8))
+    assert shot.std() < web.std()  # haze lowers contrast
+    sharp = lambda x: np.abs(np.diff(x.mean(2), axis=1)).mean()  # noqa: E731
+    assert sharp(world._blur(web, 0.9)) < sharp(web)
+    assert abs(shot.mean() - web.mean()) < 40  # same picture, not another one
+
+
+def test_pretraining_crops_are_seeded_and_keep_a_share_whole():
+    import torch
+
+    from ptnl.toy.pretrain import crop_views
+
+    x = torch.randn(64, 3, 64, 64)
+    a = crop_views(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, crop_views(x, torch.Generator().manual_seed(0))) and a.shape == x.shape
+    whole = [torch.equal(a[i], x[i]) for i in range(len(x))]
+    assert 0.25 < sum(whole) / len(x) < 0.75  # CROP_RATE = 0.5 of them cropped
+    assert torch.equal(crop_views(x, torch.Generator(), rate=0.0), x)
 
 
 def test_captions_and_prompts_fit_the_context_length():
@@ -133,7 +177,20 @@ def _shipped(backbone):
     return load_toy_model(backbone)
 
 
-@pytest.mark.parametrize("backbone,task", [(b, t) for b in sorted(TOY_BACKBONES) for t in TOY_TASKS])
+# Measured on the shipped toy world v2 checkpoints (docs/toy-world-v2.md, criterion F4): toy-vit's
+# zero-shot is 1.6x chance on toy-shapes and 1.4x on toy-scatter (full test sets). A known failure
+# of the requirement, kept visible: strict, so a checkpoint that meets it flips the test.
+_VIT_BELOW = pytest.mark.xfail(strict=True, reason="toy-vit (v2) zero-shot is 1.4-1.6x chance here")
+_ZERO_SHOT_CASES = [
+    pytest.param(b, t, marks=_VIT_BELOW)
+    if (b, t) in {("toy-vit", "toy-shapes"), ("toy-vit", "toy-scatter")}
+    else (b, t)
+    for b in sorted(TOY_BACKBONES)
+    for t in TOY_TASKS
+]
+
+
+@pytest.mark.parametrize("backbone,task", _ZERO_SHOT_CASES)
 def test_shipped_checkpoint_zero_shot_far_above_chance(backbone, task):
     from ptnl.toy.sanity import zero_shot_acc
 

@@ -48,9 +48,10 @@ N_CAPTIONS = 4  # captions drawn per picture; each step picks one at random
 CROP_RATE = 0.5
 CROP_SCALE = (0.08, 1.0)
 
-# Steps per backbone, as shipped. The first checkpoints (800 steps) were still improving: toy-rn's
-# 16-shot linear probe did no better than its zero-shot, and toy-vit's zero-shot was 1.9x chance
-# on toy-shapes. Both were retrained for 2400 steps on one thread (toy-rn 25 min, toy-vit 42 min).
+# Steps per backbone, as shipped. The first checkpoints (800 steps) were still improving, so the
+# v1 world's were trained for 2400 (toy-rn 25 min, toy-vit 43 min on one thread); the toy world v2
+# checkpoints kept 2400, as pre-registered (toy-rn 23 min, toy-vit 45 min, each on one thread
+# while the other core was busy).
 STEPS = {"toy-rn": 2400, "toy-vit": 2400}
 DEFAULTS = dict(
     n_images=32768,
