@@ -256,6 +256,7 @@ def main(argv=None):
         "backbone": args.backbone,
         "config": json.loads((CONFIG_DIR / f"{args.backbone}.json").read_text()),
         "sha256": digest,
+        "world_sha256": _world_hash(),  # which toy world (ptnl/toy/world.py) the pictures came from
         "command": f"python -m ptnl.toy.pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}",
         "training": {
             **hp,
