@@ -272,6 +272,48 @@ def _col_label(c, columns):
     return str(c)
 
 
+def drop_ratio_table(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame | None = None,
+    variant: str = "prompt",
+    reference: str = "classifier_r",
+    high: float = 0.5,
+    low: float = 0.0,
+) -> pd.DataFrame:
+    """The paper's core claim per dataset: accuracy lost from ``low`` to ``high`` noise by
+    ``variant`` and by ``reference``, and their ratio (the paper's margin: at most 0.5). A
+    ``mean`` row per source is the ratio of the mean drops, which is what the claims tables use.
+    It shows on which datasets a claim averaged over datasets holds, ours beside the paper's."""
+    rows = []
+    for source, s in (("ours", ours), ("paper", paper)):
+        if s is None or len(s) == 0:
+            continue
+        d_v = drop(s, variant, high, low)
+        d_r = drop(s, reference, high, low)
+        both = pd.concat({"v": d_v, "r": d_r}, axis=1).dropna()
+        if both.empty:
+            continue
+        means = both.mean()
+        for name, (dv, dr) in [*both.iterrows(), ("mean", (means["v"], means["r"]))]:
+            dv, dr = float(dv), float(dr)
+            rows.append(
+                {
+                    "source": source,
+                    "dataset": name,
+                    f"drop({variant})": round(dv, ACC_DECIMALS),
+                    f"drop({reference})": round(dr, ACC_DECIMALS),
+                    "ratio": round(dv / dr, RATIO_DECIMALS) if dr > 0 else math.nan,
+                    "within half": "yes" if dr > 0 and dv <= dr / 2 else "no",
+                }
+            )
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    out["_key"] = [_dataset_key(d) for d in out["dataset"]]
+    out = out.sort_values(["source", "_key"], kind="stable").drop(columns="_key")
+    return out.set_index(["source", "dataset"])
+
+
 def show_table(t: pd.DataFrame) -> str:
     with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_rows", 500):
         return t.to_string()

@@ -211,3 +211,37 @@ def test_noise_kind_columns_put_random_noise_first():
     paper = C.paper_summary("Table 4")
     t = C.result_table(paper, rows=("dataset", "variant"), columns="noise_kind")
     assert list(t.columns) == ["random", "confusion"]
+
+
+def test_drop_ratio_table_per_dataset_on_the_papers_table1():
+    # Hand-computed from the paper's Table 1: DTD (62.86 - 46.19) / (48.02 - 30.10) = 0.93, the
+    # one dataset where the paper's own margin (at most half) is not met.
+    t = C.drop_ratio_table(None, C.paper_summary("Table 1"))
+    assert t.loc[("paper", "DTD"), "ratio"] == pytest.approx(16.67 / 17.92, abs=0.01)
+    assert t.loc[("paper", "DTD"), "within half"] == "no"
+    assert t.loc[("paper", "OxfordPets"), "within half"] == "yes"
+    # the mean row is the ratio of mean drops, as the claims table measures it
+    assert t.loc[("paper", "mean"), "ratio"] == pytest.approx(14.11 / 31.77, abs=0.01)
+    assert list(t.index.get_level_values("dataset"))[-1] == "mean"
+
+
+def test_drop_ratio_table_on_our_runs():
+    s = C.summarize(
+        _rows(
+            {
+                ("a", "prompt", "ce", 0.0): 60.0,
+                ("a", "prompt", "ce", 0.5): 55.0,
+                ("a", "classifier_r", "ce", 0.0): 60.0,
+                ("a", "classifier_r", "ce", 0.5): 40.0,
+                ("b", "prompt", "ce", 0.0): 50.0,
+                ("b", "prompt", "ce", 0.5): 40.0,
+                ("b", "classifier_r", "ce", 0.0): 50.0,
+                ("b", "classifier_r", "ce", 0.5): 40.0,
+            }
+        )
+    )
+    t = C.drop_ratio_table(s)
+    assert t.loc[("ours", "a"), "ratio"] == pytest.approx(0.25)
+    assert t.loc[("ours", "b"), "within half"] == "no"  # 10 vs 10 points
+    assert t.loc[("ours", "mean"), "ratio"] == pytest.approx(7.5 / 15)
+    assert "paper" not in t.index.get_level_values("source")

@@ -155,7 +155,7 @@ def test_shipped_checkpoint_matches_its_record_and_config(backbone):
     from safetensors.torch import load_file
 
     from ptnl.toy import CONFIG_DIR
-    from ptnl.toy.pretrain import sha256_file
+    from ptnl.toy.pretrain import _world_hash, sha256_file
 
     bb = TOY_BACKBONES[backbone]
     record = json.loads(bb.checkpoint.with_suffix(".json").read_text())
@@ -163,6 +163,8 @@ def test_shipped_checkpoint_matches_its_record_and_config(backbone):
     assert bb.checkpoint.stat().st_size <= 20 * 2**20
     cfg = json.loads(bb.config.read_text())
     assert record["config"] == cfg and cfg["quick_gelu"] is True
+    # trained on this very world: editing world.py without retraining fails here
+    assert record["world_sha256"] == _world_hash()
     sd = load_file(str(bb.checkpoint))
     assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())  # shipped as fp16
     open_clip.add_model_config(CONFIG_DIR)

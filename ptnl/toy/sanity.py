@@ -1,6 +1,7 @@
 """Sanity checks of the shipped toy CLIPs, using open_clip directly (no other ptnl module).
 
     python -m ptnl.toy.sanity            # zero-shot and 16-shot linear probe, both backbones
+    python -m ptnl.toy.sanity --backbones toy-rn --checkpoint candidate/toy-rn.safetensors
 
 Zero-shot: each task's own hand-crafted template, cosine similarity of normalised features, as
 CLIP does. Linear probe: sklearn logistic regression on 16 clean shots per class (features
@@ -124,10 +125,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbones", nargs="+", default=list(TOY_BACKBONES))
     ap.add_argument("--no-probe", action="store_true")
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="judge this safetensors file instead of the shipped one (a candidate from "
+        "`ptnl.toy.pretrain --out-dir`); needs exactly one --backbones",
+    )
     args = ap.parse_args(argv)
+    if args.checkpoint is not None and len(args.backbones) != 1:
+        ap.error(f"--checkpoint {args.checkpoint} needs exactly one backbone, e.g. --backbones toy-rn")
     rows = {}
     for b in args.backbones:
-        model, preprocess, tokenizer = load_toy_model(b)
+        model, preprocess, tokenizer = load_toy_model(b, checkpoint=args.checkpoint)
         for t in TOY_TASKS:
             ds = load_task(t)
             row = {
