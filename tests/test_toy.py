@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from ptnl.toy import TOY_BACKBONES, TOY_TASKS, load_task, world
+from ptnl.toy import EXTRA_TASKS, TOY_BACKBONES, TOY_TASKS, load_task, world
 from ptnl.toy import tasks as toy_tasks
 
 CONTEXT_LENGTH = 32  # text_cfg.context_length of both toy configs
@@ -123,7 +123,7 @@ def test_captions_and_prompts_fit_the_context_length():
             assert len(tok.encode(c + ".")) + N_CTX + 2 <= CONTEXT_LENGTH, c
 
 
-@pytest.mark.parametrize("name", TOY_TASKS)
+@pytest.mark.parametrize("name", TOY_TASKS + EXTRA_TASKS)
 def test_task_shapes(name):
     ds = load_task(name)
     assert ds.name == name and ds.split_source == "toy" and ds.template.count("{}") == 1
@@ -139,7 +139,9 @@ def test_task_shapes(name):
 
 
 def test_bad_names_raise():
-    assert tuple(toy_tasks.TASKS) == TOY_TASKS  # ptnl.toy lists the names without importing the world
+    # ptnl.toy lists the names without importing the world
+    assert tuple(toy_tasks.TASKS) == TOY_TASKS + EXTRA_TASKS
+    assert (toy_tasks.TOY_TASKS, toy_tasks.EXTRA_TASKS) == (TOY_TASKS, EXTRA_TASKS)
     with pytest.raises(ValueError, match="unknown toy task"):
         load_task("toy-nope")
     with pytest.raises(ValueError, match="bad toy image ref"):

@@ -164,9 +164,9 @@ def resolve_name(name: str) -> str:
     if canonical is None:
         toy = ""
         try:  # the toy world is optional here (helper-owned); list its tasks when it is there
-            from ptnl.toy import TOY_TASKS
+            from ptnl.toy import EXTRA_TASKS, TOY_TASKS
 
-            toy = f"; toy tasks: {', '.join(TOY_TASKS)}"
+            toy = f"; toy tasks: {', '.join(TOY_TASKS + EXTRA_TASKS)}"
         except Exception:
             toy = "; toy tasks: names starting with 'toy-'"
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}{toy}")

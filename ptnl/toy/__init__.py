@@ -33,7 +33,8 @@ TOY_BACKBONES = {
     for name in ("toy-vit", "toy-rn")
 }
 
-TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-scatter")
+TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-scatter")  # the toy set's four tasks
+EXTRA_TASKS = ("toy-objects",)  # a 64-class diagnostic task (ptnl.toy.tasks), in no notebook by default
 
 
 def load_task(name: str):
