@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ptnl.data.base import Dataset, Split
+from ptnl.toy import EXTRA_TASKS, TOY_TASKS  # the task names, listed once (ptnl.toy imports no world)
 from ptnl.toy.world import COLOURS, PATTERNS, SHAPES, Attrs, image_rng, plural, render, sample_attrs
 
 N_TRAIN, N_VAL, N_TEST = 64, 16, 40  # images per class; train is the pool few-shot draws from
@@ -69,8 +70,6 @@ TASKS: dict[str, ToyTask] = {
         tuple((f"{c} {s}", Attrs(shape=s, colour=c, count=1)) for c in COLOURS for s in SHAPES),
     ),
 }
-TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-scatter")  # the toy set's tasks
-EXTRA_TASKS = ("toy-objects",)  # loadable by name, used by no notebook by default
 
 
 def _task(name: str) -> ToyTask:
