@@ -24,6 +24,7 @@ METHODS = (
     "cls_tuning",  # learn the class-name token embeddings, context fixed (Table 2)
     "full_prompt",  # learn context and class-name tokens (Table 2)
     "classifier_r",  # linear head on image features, random init (Table 1)
+    "classifier_r_free",  # Classifier-R with free-norm rows: "learned without constraints", read literally
     "classifier_c",  # linear head initialised from the hand-crafted prompt's text embeddings
     "tenc_ft",  # fine-tune the text encoder on the hand-crafted prompts
     "linear_probe",  # sklearn L-BFGS logistic regression on image features (Figure 1/2)

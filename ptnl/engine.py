@@ -8,7 +8,7 @@ Data flow of one run:
 
 One function per method family:
 - ``_run_module``: every method that follows the module protocol on image features (prompt,
-  cls_tuning, full_prompt, classifier_r, classifier_c, tenc_ft): ``m.class_embeddings()`` then
+  cls_tuning, full_prompt, classifier_r, classifier_r_free, classifier_c, tenc_ft): ``m.class_embeddings()`` then
   ``m(features, class_embeddings)``.
 - ``_run_untrained``: zeroshot, random_prompt (evaluate only).
 - ``_run_linear_probe``: sklearn logistic regression on features.
@@ -215,8 +215,14 @@ def build_module(cfg: RunConfig, bundle, dataset, generator: torch.Generator):
 
     if cfg.method == "zeroshot":
         return baselines.ZeroShotCLIP(bundle, dataset.prompts())
-    if cfg.method == "classifier_r":
-        return baselines.LinearHead(bundle, dataset.prompts(), init="random", generator=generator)
+    if cfg.method in ("classifier_r", "classifier_r_free"):
+        return baselines.LinearHead(
+            bundle,
+            dataset.prompts(),
+            init="random",
+            generator=generator,
+            normalize_weight=cfg.method == "classifier_r",
+        )
     if cfg.method == "classifier_c":
         return baselines.LinearHead(bundle, dataset.prompts(), init="clip", generator=generator)
     if cfg.method == "tenc_ft":
@@ -359,6 +365,35 @@ def evaluate(module, feats: torch.Tensor, labels, device, precision) -> float:
     return correct / max(len(feats), 1)
 
 
+@torch.no_grad()
+def training_fit(module, r: Run, progress=False) -> dict:
+    """How far the trained module fits its own training labels, wrong ones and right ones apart.
+
+    ``train_fit_noisy``: the fraction of wrongly labelled training views it predicts as their
+    wrong label (1 = the noise is memorised, 0 = none of it is); ``train_fit_clean``: the same
+    over correctly labelled ones. Views are the feature bank the run trained on (centre crops in
+    ``exact`` mode). ``None`` where a run has no sample of that kind.
+    """
+    views = ["center"] if r.cfg.feature_mode != "views" else [f"aug{v}" for v in range(r.cfg.views_per_image)]
+    bank = F.cached_features(
+        r.bundle, r.dataset, "train", r.train_idx, views, r.device, r.precision, progress=progress
+    )
+    y = torch.as_tensor(r.labels.noisy, device=r.device)
+    with autocast(r.device, r.precision):
+        emb = module.class_embeddings()
+    hits = torch.zeros(r.n_train, device=r.device)
+    for v in range(bank.shape[0]):
+        with autocast(r.device, r.precision):
+            logits = module(bank[v].to(r.device), emb)
+        hits += (logits.float().argmax(-1) == y).float()
+    hits = (hits / bank.shape[0]).cpu().numpy()
+    noisy = np.asarray(r.labels.is_noisy, dtype=bool)
+    return {
+        "train_fit_noisy": float(hits[noisy].mean()) if noisy.any() else None,
+        "train_fit_clean": float(hits[~noisy].mean()) if (~noisy).any() else None,
+    }
+
+
 # -- method families -----------------------------------------------------------------------------
 
 
@@ -366,7 +401,7 @@ def _run_module(r: Run, progress=False) -> dict:
     module = build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
     [hist] = fit([r], [module], [feature_source(r, progress)], progress)
     acc = evaluate(module, test_features(r, progress), r.dataset.test.labels, r.device, r.precision)
-    return {"test_acc": acc, **hist}
+    return {"test_acc": acc, **hist, **training_fit(module, r, progress)}
 
 
 def _run_untrained(r: Run, progress=False) -> dict:
@@ -450,6 +485,7 @@ FAMILIES = {
     "cls_tuning": _run_module,
     "full_prompt": _run_module,
     "classifier_r": _run_module,
+    "classifier_r_free": _run_module,
     "classifier_c": _run_module,
     "tenc_ft": _run_module,
     "zeroshot": _run_untrained,
@@ -535,7 +571,12 @@ def run_group(configs, experiment: str | None = None, device=None, progress=Fals
         seconds = (time.perf_counter() - t0) / len(runs)  # the group's time, shared out
         for r, m, h in zip(runs, modules, hists):
             acc = evaluate(m, test, r.dataset.test.labels, r.device, r.precision)
-            done[r.cfg.run_id] = {"test_acc": acc, **h, **_context_metrics(r, seconds, len(runs))}
+            done[r.cfg.run_id] = {
+                "test_acc": acc,
+                **h,
+                **training_fit(m, r, progress),
+                **_context_metrics(r, seconds, len(runs)),
+            }
             if experiment is not None:
                 store.finish_run(r.cfg, experiment, done[r.cfg.run_id])
     return [done[c.run_id] if c.run_id in done else store.load_metrics(c, experiment) for c in configs]

@@ -28,6 +28,7 @@ LABELS = {
     "linear_probe_gce": "linear probe (GCE)",
     "classifier_r": "Classifier-R",
     "classifier_r_gce": "Classifier-R (GCE)",
+    "classifier_r_free": "Classifier-R (free-norm rows)",
     "classifier_c": "Classifier-C",
     "tenc_ft": "TEnc-FT",
     "cls_tuning": "CLS-Tuning",

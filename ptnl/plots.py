@@ -20,6 +20,7 @@ METHOD_COLORS = {
     "linear_probe_gce": "#ece133",
     "visual_ft": "#d55e00",
     "classifier_r": "#cc78bc",
+    "classifier_r_free": "#8c4f80",
     "classifier_c": "#ca9161",
     "tenc_ft": "#949494",
     "cls_tuning": "#029e73",

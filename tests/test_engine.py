@@ -106,6 +106,55 @@ def test_training_reduces_the_loss(tiny, ds):
     assert trained[-1] < 0.5 * frozen[-1]
 
 
+class _Lookup(torch.nn.Module):
+    """Predicts, for each feature, the label stored for its nearest training feature."""
+
+    def __init__(self, bank, labels):
+        super().__init__()
+        self.bank, self.labels = bank, torch.as_tensor(labels)
+
+    def class_embeddings(self):
+        return None
+
+    def forward(self, f, emb=None):
+        nearest = torch.cdist(f.float(), self.bank.float()).argmin(-1)
+        return torch.nn.functional.one_hot(self.labels[nearest], 4).float()
+
+
+def test_training_fit_counts_wrong_labels_apart(tiny, ds):
+    """A memoriser of the noisy labels fits all of them; one of the true labels fits none of the
+    wrong ones; a real module's numbers are recomputed by hand from the feature bank."""
+    c = cfg(tiny, method="classifier_r", noise_rate=0.5, feature_mode="center", shots=6)
+    r = engine.prepare(c)
+    bank = engine.train_bank(r)[0]
+    memoriser = engine.training_fit(_Lookup(bank, r.labels.noisy), r)
+    assert memoriser == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
+    truthful = engine.training_fit(_Lookup(bank, r.labels.true), r)
+    assert truthful == {"train_fit_noisy": 0.0, "train_fit_clean": 1.0}
+    module = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    got = engine.training_fit(module, r)
+    right = module(bank).argmax(-1).numpy() == r.labels.noisy
+    assert got["train_fit_noisy"] == pytest.approx(right[r.labels.is_noisy].mean())
+    assert got["train_fit_clean"] == pytest.approx(right[~r.labels.is_noisy].mean())
+    m = engine.run(c.replace(epochs=1))
+    assert 0 <= m["train_fit_noisy"] <= 1 and 0 <= m["train_fit_clean"] <= 1
+    assert engine.run(c.replace(noise_rate=0.0, epochs=1))["train_fit_noisy"] is None
+
+
+def test_classifier_r_free_rows_are_unnormalised(tiny, ds):
+    c = cfg(tiny, method="classifier_r_free", feature_mode="center", lr=0.5, warmup_epochs=0)
+    r = engine.prepare(c)
+    free = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    cos = engine.build_module(
+        c.replace(method="classifier_r"), r.bundle, r.dataset, F.generator("init", c.seed)
+    )
+    torch.testing.assert_close(free.class_embeddings(), cos.class_embeddings())  # same start
+    engine.fit([r], [free], [engine.feature_source(r)])
+    norms = free.class_embeddings().norm(dim=-1)
+    assert not torch.allclose(norms, torch.ones_like(norms))
+    assert not free.normalize_weight and cos.normalize_weight
+
+
 def test_group_equals_sequential_runs(tiny, ds):
     configs = [
         cfg(tiny, seed=1, n_views=2),
@@ -117,6 +166,7 @@ def test_group_equals_sequential_runs(tiny, ds):
         s = engine.run(c)
         np.testing.assert_allclose(g["train_loss"], s["train_loss"], rtol=1e-5, atol=1e-6)
         assert g["test_acc"] == s["test_acc"] and g["group_size"] == 3 and s["group_size"] == 1
+        assert g["train_fit_clean"] == s["train_fit_clean"] and g["train_fit_noisy"] == s["train_fit_noisy"]
         if c.grad_ratio:
             np.testing.assert_allclose(g["grad_norm_ratio"], s["grad_norm_ratio"], rtol=1e-4)
     with pytest.raises(ValueError, match="differ only in"):
