@@ -594,6 +594,24 @@ def grad_ratio_frame(df: pd.DataFrame, label: Callable[[str], str] | None = None
     return pd.DataFrame(rows, columns=["dataset", "variant", "seed", "epoch", "ratio"])
 
 
+def training_fit_table(df: pd.DataFrame, by: Sequence[str] = ("dataset", "variant")) -> pd.DataFrame:
+    """How much of its own training labels each setting ends up predicting (``train_fit_noisy``:
+    its wrong labels, ``train_fit_clean``: its right ones; ``ptnl.engine.training_fit``), in
+    percent, mean ± std over seeds. Runs stored before these metrics existed count as missing."""
+    df = tidy(df)
+    out = None
+    for key, name in (
+        ("train_fit_noisy", "wrong labels fitted (%)"),
+        ("train_fit_clean", "right labels fitted (%)"),
+    ):
+        values = pd.to_numeric(df[key], errors="coerce") * 100 if key in df else np.nan
+        s = summarize(df.assign(_fit=values), by=by, value="_fit")
+        s[name] = [fmt(m, sd) for m, sd in zip(s["mean"], s["std"])]
+        s = s[[c for c in by if c in s.columns] + [name]]
+        out = s if out is None else out.merge(s, on=[c for c in by if c in s.columns])
+    return out
+
+
 def sec44_claims(linear: str) -> list[dict]:
     """Notebook 04. The summary here is ``summarize(grad_ratio_frame(..), by=(dataset, variant, epoch), 'ratio')``."""
 

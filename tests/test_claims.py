@@ -245,3 +245,16 @@ def test_drop_ratio_table_on_our_runs():
     assert t.loc[("ours", "b"), "within half"] == "no"  # 10 vs 10 points
     assert t.loc[("ours", "mean"), "ratio"] == pytest.approx(7.5 / 15)
     assert "paper" not in t.index.get_level_values("source")
+
+
+def test_training_fit_table_in_percent_and_tolerates_old_runs():
+    df = _rows({("a", "prompt", "ce", 0.5): 50.0, ("a", "classifier_r", "ce", 0.5): 40.0})
+    fits = {("prompt", 1): (0.1, 0.5), ("prompt", 2): (0.2, 0.7), ("classifier_r", 1): (0.3, 0.9)}
+    df["train_fit_noisy"] = [fits.get((m, s), (None, None))[0] for m, s in zip(df["method"], df["seed"])]
+    df["train_fit_clean"] = [fits.get((m, s), (None, None))[1] for m, s in zip(df["method"], df["seed"])]
+    t = C.training_fit_table(df).set_index("variant")
+    assert t.loc["prompt", "wrong labels fitted (%)"] == "15.0 ± 7.1"
+    assert t.loc["prompt", "right labels fitted (%)"] == "60.0 ± 14.1"
+    assert t.loc["classifier_r", "wrong labels fitted (%)"] == "30.0"  # one run has it, one does not
+    old = C.training_fit_table(_rows({("a", "prompt", "ce", 0.5): 50.0}))  # stored before the metric
+    assert old["wrong labels fitted (%)"].tolist() == [""]
