@@ -8,8 +8,9 @@ Data flow of one run:
 
 One function per method family:
 - ``_run_module``: every method that follows the module protocol on image features (prompt,
-  cls_tuning, full_prompt, classifier_r, classifier_r_free, classifier_c, tenc_ft): ``m.class_embeddings()`` then
-  ``m(features, class_embeddings)``.
+  cls_tuning, full_prompt, classifier_r, classifier_r_free, classifier_c, tenc_ft):
+  ``m.class_embeddings()`` then ``m(features, class_embeddings)``; it also reports how far the
+  trained module fits its training labels (``training_fit``).
 - ``_run_untrained``: zeroshot, random_prompt (evaluate only).
 - ``_run_linear_probe``: sklearn logistic regression on features.
 - ``_run_visual_ft``: the image tower is trained, so images are encoded every step.
@@ -374,10 +375,10 @@ def training_fit(module, r: Run, progress=False) -> dict:
     over correctly labelled ones. Views are the feature bank the run trained on (centre crops in
     ``exact`` mode). ``None`` where a run has no sample of that kind.
     """
-    views = ["center"] if r.cfg.feature_mode != "views" else [f"aug{v}" for v in range(r.cfg.views_per_image)]
-    bank = F.cached_features(
-        r.bundle, r.dataset, "train", r.train_idx, views, r.device, r.precision, progress=progress
-    )
+    if r.cfg.feature_mode == "exact":  # online crops leave no bank behind: score the centre crops
+        bank = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)
+    else:
+        bank = train_bank(r, progress)
     y = torch.as_tensor(r.labels.noisy, device=r.device)
     with autocast(r.device, r.precision):
         emb = module.class_embeddings()
