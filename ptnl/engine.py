@@ -158,8 +158,9 @@ def epoch_batches(n: int, batch_size: int, g: torch.Generator) -> list[torch.Ten
     return list(perm[: (n // batch_size) * batch_size].split(batch_size))
 
 
-def feature_source(r: Run, progress=False):
-    """``fn(epoch, batch) -> features [B, E]`` on the run's device, for the config's feature mode."""
+def feature_source(r: Run, progress=False, bank: torch.Tensor | None = None):
+    """``fn(epoch, batch) -> features [B, E]`` on the run's device, for the config's feature mode
+    (``bank``: the run's ``train_bank``, when the caller already holds it)."""
     cfg = r.cfg
     if cfg.feature_mode == "exact":
         split = r.dataset.train
@@ -169,7 +170,7 @@ def feature_source(r: Run, progress=False):
             return F.encode_images(r.bundle, pixels, r.device, r.precision)
 
         return exact
-    bank = train_bank(r, progress)
+    bank = train_bank(r, progress) if bank is None else bank
     schedule = view_schedule(r.n_train, bank.shape[0], cfg.epochs, F.generator("views", cfg.seed))
     bank = bank.to(r.device)
 
@@ -367,17 +368,18 @@ def evaluate(module, feats: torch.Tensor, labels, device, precision) -> float:
 
 
 @torch.no_grad()
-def training_fit(module, r: Run, progress=False) -> dict:
+def training_fit(module, r: Run, progress=False, bank: torch.Tensor | None = None) -> dict:
     """How far the trained module fits its own training labels, wrong ones and right ones apart.
 
     ``train_fit_noisy``: the fraction of wrongly labelled training views it predicts as their
     wrong label (1 = the noise is memorised, 0 = none of it is); ``train_fit_clean``: the same
     over correctly labelled ones. Views are the feature bank the run trained on (centre crops in
-    ``exact`` mode). ``None`` where a run has no sample of that kind.
+    ``exact`` mode; ``bank``: the run's ``train_bank``, when the caller already holds it). ``None``
+    where a run has no sample of that kind.
     """
     if r.cfg.feature_mode == "exact":  # online crops leave no bank behind: score the centre crops
         bank = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)
-    else:
+    elif bank is None:
         bank = train_bank(r, progress)
     y = torch.as_tensor(r.labels.noisy, device=r.device)
     with autocast(r.device, r.precision):
@@ -400,9 +402,10 @@ def training_fit(module, r: Run, progress=False) -> dict:
 
 def _run_module(r: Run, progress=False) -> dict:
     module = build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
-    [hist] = fit([r], [module], [feature_source(r, progress)], progress)
+    bank = None if r.cfg.feature_mode == "exact" else train_bank(r, progress)  # read once, used twice
+    [hist] = fit([r], [module], [feature_source(r, progress, bank)], progress)
     acc = evaluate(module, test_features(r, progress), r.dataset.test.labels, r.device, r.precision)
-    return {"test_acc": acc, **hist, **training_fit(module, r, progress)}
+    return {"test_acc": acc, **hist, **training_fit(module, r, progress, bank)}
 
 
 def _run_untrained(r: Run, progress=False) -> dict:
@@ -567,15 +570,16 @@ def run_group(configs, experiment: str | None = None, device=None, progress=Fals
             build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
             for r in runs
         ]
-        hists = fit(runs, modules, [feature_source(r, progress) for r in runs], progress)
+        banks = [train_bank(r, progress) for r in runs]  # grouped runs are cached-feature runs
+        hists = fit(runs, modules, [feature_source(r, progress, b) for r, b in zip(runs, banks)], progress)
         test = test_features(runs[0], progress)
         seconds = (time.perf_counter() - t0) / len(runs)  # the group's time, shared out
-        for r, m, h in zip(runs, modules, hists):
+        for r, m, h, b in zip(runs, modules, hists, banks):
             acc = evaluate(m, test, r.dataset.test.labels, r.device, r.precision)
             done[r.cfg.run_id] = {
                 "test_acc": acc,
                 **h,
-                **training_fit(m, r, progress),
+                **training_fit(m, r, progress, b),
                 **_context_metrics(r, seconds, len(runs)),
             }
             if experiment is not None:
