@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from ptnl.toy import EXTRA_TASKS, TOY_BACKBONES, TOY_TASKS, load_task, world
 from ptnl.toy import tasks as toy_tasks
@@ -227,3 +228,27 @@ def test_pretraining_is_one_seeded_command(tmp_path, monkeypatch):
     assert records[0]["sha256"] == records[1]["sha256"]
     assert records[0]["world_sha256"] == pretrain._world_hash()
     assert records[0]["training"]["steps"] == 3 and records[0]["training"]["crop_rate"] == pretrain.CROP_RATE
+
+
+def test_pretraining_on_other_thread_counts_is_close(tmp_path, monkeypatch):
+    # The docstring's promise: another thread count reorders float reductions, so the weights are
+    # close, not bit-equal. AdamW's first steps move a weight by about +-lr whatever the size of
+    # its gradient, so a gradient near 0 whose sign the reordering flips can differ by 2 lr per
+    # step; anything beyond that, or many weights differing, would be a real divergence.
+    # main() also leaves the caller's thread count alone.
+    from safetensors.torch import load_file
+
+    from ptnl.toy import pretrain
+
+    monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    steps, lr = 3, pretrain.DEFAULTS["lr"]
+    args = ["--backbone", "toy-rn", "--n-images", "256", "--steps", str(steps), "--warmup", "1", "--no-eval"]
+    for threads in (1, 2):
+        pretrain.main([*args, "--threads", str(threads), "--out-dir", str(tmp_path / str(threads))])
+        assert torch.get_num_threads() == before
+    one, two = (load_file(tmp_path / t / "toy-rn.safetensors") for t in ("1", "2"))
+    assert one.keys() == two.keys()
+    diff = torch.cat([(one[k].float() - two[k].float()).abs().flatten() for k in one])
+    assert diff.max() <= 2 * lr * steps
+    assert (diff > 1e-4).float().mean() < 1e-3  # measured: 1e-4 of the weights, one flip at most

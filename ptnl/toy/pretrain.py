@@ -247,8 +247,15 @@ def main(argv=None):
         "--no-eval", action="store_true", help="skip the zero-shot evaluation recorded in the json"
     )
     args = ap.parse_args(argv)
+    previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        _pretrain(args)
+    finally:
+        torch.set_num_threads(previous)  # a caller in the same process (the tests) keeps its own
 
+
+def _pretrain(args):
     hp = {k: getattr(args, k) for k in DEFAULTS}
     hp["steps"] = hp["steps"] or STEPS[args.backbone]
     model, tokenizer, stats = train(args.backbone, **hp)
