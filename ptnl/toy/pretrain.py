@@ -60,6 +60,13 @@ CROP_SCALE = (0.08, 1.0)
 # image tower as cheap as toy-rn's; 5300 steps, 40 min) reached 30.7 % against 31.7 % and was not
 # adopted (addendum 3): the shipped toy-vit config and steps stay.
 STEPS = {"toy-rn": 6000, "toy-vit": 4000}
+# The temperature the checkpoints ship with: CLIP's clamp, which OpenAI's RN50 and ViT-B/32 ship
+# (exp(logit_scale) = 100). Pretraining still learns its own from 1/0.07, but 45 CPU minutes end
+# far below the clamp (toy-rn 29.6, toy-vit 21.8). Every downstream method trains at the CLIP's
+# frozen temperature, and one SGD step moves a logit in proportion to its square, so the learned
+# value would train the toy's heads 11-21x more slowly than real CLIP's (docs/toy-world-v2.md,
+# addendum 4). The learned value is kept in the json. Zero-shot accuracy does not depend on it.
+SHIPPED_TEMPERATURE = 100.0
 DEFAULTS = dict(
     n_images=32768,
     steps=None,  # STEPS[backbone]
@@ -217,6 +224,14 @@ def train(
     )
 
 
+def ship_clip_temperature(model) -> float:
+    """Set the model's temperature to ``SHIPPED_TEMPERATURE``; return the one it had learned."""
+    with torch.no_grad():
+        learned = float(model.logit_scale.exp())
+        model.logit_scale.fill_(math.log(SHIPPED_TEMPERATURE))
+    return learned
+
+
 def save_checkpoint(model, path: Path) -> str:
     """fp16 safetensors of the full state dict (integer buffers kept); returns its sha256."""
     from safetensors.torch import save_file
@@ -261,6 +276,7 @@ def _pretrain(args):
     hp = {k: getattr(args, k) for k in DEFAULTS}
     hp["steps"] = hp["steps"] or STEPS[args.backbone]
     model, tokenizer, stats = train(args.backbone, **hp)
+    learned_temperature = ship_clip_temperature(model)
     ckpt = args.out_dir / f"{args.backbone}.safetensors"
     digest = save_checkpoint(model, ckpt)
     import open_clip
@@ -281,6 +297,7 @@ def _pretrain(args):
             "optimizer": "AdamW(betas=(0.9, 0.98), eps=1e-6), linear warmup + cosine",
             "dtype": "fp32",
         },
+        "temperature": {"learned": round(learned_temperature, 2), "shipped": SHIPPED_TEMPERATURE},
         "final_loss": round(stats["final_loss"], 4),
         "loss_curve_every_50_steps": stats["loss_curve"],
         "train_time_s": round(stats["train_time_s"], 1),
