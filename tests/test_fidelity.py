@@ -1,0 +1,84 @@
+import json
+import math
+
+import pytest
+import torch
+
+from ptnl import engine, fidelity
+from ptnl.bench import register_tiny_clip, synthetic_dataset
+from ptnl.config import RunConfig
+
+
+def test_spectrum_counts_equal_directions_exactly():
+    # +-e_i for i < k: centred, unit rows, covariance with k equal eigenvalues -> PR = rank = k
+    for k in (1, 3, 7):
+        e = torch.eye(16)[:k]
+        stats = fidelity.spectrum(torch.cat([e, -e]) * 3.0)  # scale is normalised away
+        assert stats["feature_participation_ratio"] == pytest.approx(k)
+        assert stats["feature_entropy_rank"] == pytest.approx(k)
+
+
+def test_spectrum_of_unequal_directions_sits_between_one_and_their_count():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 8, generator=g) * torch.tensor([4.0, 2, 1, 1, 0.5, 0.5, 0.1, 0.1])
+    stats = fidelity.spectrum(x)
+    assert 1 < stats["feature_participation_ratio"] < stats["feature_entropy_rank"] < 8
+    with pytest.raises(ValueError, match="at least 2"):
+        fidelity.spectrum(x[:1])
+
+
+def test_mean_pairwise_cosine_matches_brute_force():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 6, generator=g) + 1.0
+    u = torch.nn.functional.normalize(x.double(), dim=-1)
+    c = u @ u.T
+    brute = (c.sum() - c.diagonal().sum()) / (50 * 49)
+    assert fidelity.mean_pairwise_cosine(x) == pytest.approx(float(brute), abs=1e-12)
+
+
+def test_pairs_are_parsed_with_clear_errors():
+    assert fidelity.parse_pair("ViT-B/32:DTD") == ("ViT-B/32", "DTD")
+    assert fidelity.parse_pair("toy-rn:toy-fine") == ("toy-rn", "toy-fine")
+    for bad in ("toy-rn", ":DTD", "RN50:"):
+        with pytest.raises(ValueError, match="BACKBONE:DATASET"):
+            fidelity.parse_pair(bad)
+
+
+def test_cli_errors_name_what_is_wrong(capsys, fresh_store):
+    assert fidelity.main(["RN51:toy-shapes", "--no-fits"]) == 2
+    assert "unknown backbone 'RN51'" in capsys.readouterr().err
+    assert fidelity.main(["toy-rn:toy-nope", "--no-fits"]) == 2
+    assert "unknown toy task" in capsys.readouterr().err
+
+
+def test_shipped_toy_clip_is_measured_as_the_engine_sees_it(fresh_store):
+    m = fidelity.measure("toy-rn", "toy-shapes", fits=False)
+    assert m["temperature"] == pytest.approx(100.0, rel=1e-3)  # CLIP's, as shipped
+    assert 1 <= m["feature_participation_ratio"] <= m["embed_dim"]
+    assert m["ctx_init_rms"] == pytest.approx(0.02 * math.sqrt(128))
+    # the same zero-shot accuracy as the engine's zero-shot run
+    zs = engine.run(RunConfig(dataset="toy-shapes", backbone="toy-rn", method="zeroshot"))
+    assert m["zero_shot_acc"] == pytest.approx(zs["test_acc"])
+
+
+def test_fits_go_through_the_run_store(tmp_path_factory, fresh_store, monkeypatch, capsys):
+    tiny = register_tiny_clip("ptnl-tiny-fidelity", tmp_path_factory.mktemp("cfg"))
+    data = synthetic_dataset(n_classes=4, train_per_class=6, test_per_class=3)
+    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
+    recipe = {"shots": 4, "epochs": 2, "batch_size": 8, "n_ctx": 4}
+    m = fidelity.measure(tiny, "toy-synthetic", pretrained=None, recipe=recipe)
+    for k in ("classifier_r_fit", "prompt_fit", "classifier_r_test_acc", "prompt_test_acc"):
+        assert 0.0 <= m[k] <= 1.0
+    # a second report loads the finished runs instead of training them again
+    monkeypatch.setattr(engine, "train_and_evaluate", lambda *a, **k: pytest.fail("a done run was redone"))
+    assert fidelity.measure(tiny, "toy-synthetic", pretrained=None, recipe=recipe) == m
+    text = fidelity.report([m, {**m, "dataset": "other"}])
+    assert "feature_participation_ratio" in text and f"{m['backbone']}:other" in text
+    # the command line: random weights by name, rows printed and written as JSON
+    out = tmp_path_factory.mktemp("out") / "rows.json"
+    assert (
+        fidelity.main([f"{tiny}:toy-synthetic", "--pretrained", "none", "--no-fits", "--json", str(out)]) == 0
+    )
+    [row] = json.loads(out.read_text())
+    assert row["weights"] == "random" and row["zero_shot_acc"] == m["zero_shot_acc"]
+    assert "modality_gap" in capsys.readouterr().out
