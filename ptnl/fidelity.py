@@ -26,8 +26,9 @@ Per (backbone, dataset) pair, on the test split (centre crops, the feature cache
   ratio says how loud a fresh learned context is next to real words.
 - With fits (the default): ``classifier_r_fit`` / ``prompt_fit``, the share of their clean
   training views that Classifier-R and prompt tuning predict right after the paper's recipe
-  (16 shots, no noise, seed 1 unless ``recipe`` says otherwise; ``train_fit_clean``), with their test accuracies. These runs go
-  through the run store (experiment ``fidelity``), so a second report is instant.
+  (16 shots, no noise, seed 1 unless ``recipe`` says otherwise; ``train_fit_clean``), with their
+  test accuracies. These runs go through the run store (experiment ``fidelity``), so a second
+  report is instant.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -97,7 +97,7 @@ def measure(
     """Every quantity of the module docstring for one (backbone, dataset) pair. ``recipe``:
     RunConfig fields for the fit runs other than the paper's (e.g. ``{"epochs": 200}``)."""
     from ptnl import engine
-    from ptnl.clip import encode_text
+    from ptnl.baselines import ZeroShotCLIP
 
     cfg = RunConfig.from_dict(
         {
@@ -111,9 +111,8 @@ def measure(
     r = engine.prepare(cfg.replace(shots=1), device=device)  # test-split measures draw no few-shot set
     bundle, ds = r.bundle, r.dataset
     img = engine.test_features(r).float().cpu()
-    txt = encode_text(bundle, ds.prompts()).float().cpu()
-    labels = torch.as_tensor(np.asarray(ds.test.labels))
-    img_n, txt_n = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    zero_shot = ZeroShotCLIP(bundle, ds.prompts())
+    txt = zero_shot.class_embeddings().float().cpu()  # unit rows
     width = bundle.model.token_embedding.weight.shape[1]
     out = {
         "backbone": bundle.name,
@@ -125,9 +124,9 @@ def measure(
         "temperature": float(bundle.model.logit_scale.detach().float().exp()),
         **spectrum(img),
         "feature_mean_cosine": mean_pairwise_cosine(img),
-        "modality_gap": float((img_n.mean(0) - txt_n.mean(0)).norm()),
+        "modality_gap": float((F.normalize(img, dim=-1).mean(0) - txt.mean(0)).norm()),
         "class_text_mean_cosine": mean_pairwise_cosine(txt),
-        "zero_shot_acc": float(((img_n @ txt_n.T).argmax(-1) == labels).float().mean()),
+        "zero_shot_acc": engine.evaluate(zero_shot, img, ds.test.labels, r.device, r.precision),
         "token_rms": _prompt_token_rms(bundle, ds.prompts()),
         "ctx_init_rms": CTX_INIT_STD * math.sqrt(width),
     }

@@ -62,10 +62,11 @@ CROP_SCALE = (0.08, 1.0)
 STEPS = {"toy-rn": 6000, "toy-vit": 4000}
 # The temperature the checkpoints ship with: CLIP's clamp, which OpenAI's RN50 and ViT-B/32 ship
 # (exp(logit_scale) = 100). Pretraining still learns its own from 1/0.07, but 45 CPU minutes end
-# far below the clamp (toy-rn 29.6, toy-vit 21.8). Every downstream method trains at the CLIP's
-# frozen temperature, and one SGD step moves a logit in proportion to its square, so the learned
-# value would train the toy's heads 11-21x more slowly than real CLIP's (docs/toy-world-v2.md,
-# addendum 4). The learned value is kept in the json. Zero-shot accuracy does not depend on it.
+# far below the clamp (toy-rn 29.6, toy-vit 21.8). Every method with CLIP's cosine logits trains
+# at the CLIP's frozen temperature, and one SGD step moves a logit in proportion to its square, so
+# the learned value would train the toy's heads 11-21x more slowly than real CLIP's
+# (docs/toy-world-v2.md, addendum 4). The learned value is kept in the json. Zero-shot accuracy
+# does not depend on it.
 SHIPPED_TEMPERATURE = 100.0
 DEFAULTS = dict(
     n_images=32768,
