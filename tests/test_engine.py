@@ -141,6 +141,25 @@ def test_training_fit_counts_wrong_labels_apart(tiny, ds):
     assert engine.run(c.replace(noise_rate=0.0, epochs=1))["train_fit_noisy"] is None
 
 
+def test_training_fit_in_exact_mode_scores_centre_crops(tiny, ds):
+    """Online crops leave no bank behind, so an exact-mode run is scored on its centre crops,
+    whatever bank a caller passes."""
+    c = cfg(tiny, method="classifier_r", noise_rate=0.5, feature_mode="exact", shots=6)
+    r = engine.prepare(c)
+    centre = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)[
+        0
+    ]
+    memoriser = _Lookup(centre, r.labels.noisy)
+    assert engine.training_fit(memoriser, r) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
+    decoy = torch.randn(3, *centre.shape)  # ignored in exact mode
+    assert engine.training_fit(memoriser, r, bank=decoy) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
+    module = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    right = module(centre).argmax(-1).numpy() == r.labels.noisy
+    got = engine.training_fit(module, r)
+    assert got["train_fit_noisy"] == pytest.approx(right[r.labels.is_noisy].mean())
+    assert got["train_fit_clean"] == pytest.approx(right[~r.labels.is_noisy].mean())
+
+
 def test_classifier_r_free_rows_are_unnormalised(tiny, ds):
     c = cfg(tiny, method="classifier_r_free", feature_mode="center", lr=0.5, warmup_epochs=0)
     r = engine.prepare(c)
