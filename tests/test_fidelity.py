@@ -82,3 +82,28 @@ def test_fits_go_through_the_run_store(tmp_path_factory, fresh_store, monkeypatc
     [row] = json.loads(out.read_text())
     assert row["weights"] == "random" and row["zero_shot_acc"] == m["zero_shot_acc"]
     assert "modality_gap" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # about 25 s on 2 cores: RN50 built at random, prompt tuning through its text tower
+def test_real_backbone_on_a_real_layout(tmp_path, fresh_store, monkeypatch):
+    # The real path end to end: RN50 (random weights: none can be downloaded here) on a fake DTD
+    # laid out as CoOp lays it out, fits included (a tiny recipe keeps it fast).
+    from fakedata import write_coop
+
+    write_coop(tmp_path / "data", "DTD", n_train=(3,), n_test=4)
+    monkeypatch.setenv("PTNL_DATA", str(tmp_path / "data"))
+    engine._load_dataset.cache_clear()  # datasets are cached by name: read this root's
+    try:
+        recipe = {"shots": 2, "epochs": 1, "batch_size": 4, "n_ctx": 2}
+        m = fidelity.measure("RN50", "DTD", pretrained=None, recipe=recipe)
+    finally:
+        engine._load_dataset.cache_clear()
+    assert (m["backbone"], m["dataset"], m["weights"], m["n_classes"], m["n_test"]) == (
+        "RN50",
+        "DTD",
+        "random",
+        2,
+        8,
+    )
+    assert m["embed_dim"] == 1024 and m["ctx_init_rms"] == pytest.approx(0.02 * math.sqrt(512))
+    assert 1 <= m["feature_participation_ratio"] <= 8 and 0 <= m["prompt_fit"] <= 1
