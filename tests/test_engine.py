@@ -146,9 +146,7 @@ def test_training_fit_in_exact_mode_scores_centre_crops(tiny, ds):
     whatever bank a caller passes."""
     c = cfg(tiny, method="classifier_r", noise_rate=0.5, feature_mode="exact", shots=6)
     r = engine.prepare(c)
-    centre = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)[
-        0
-    ]
+    [centre] = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)
     memoriser = _Lookup(centre, r.labels.noisy)
     assert engine.training_fit(memoriser, r) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
     decoy = torch.randn(3, *centre.shape)  # ignored in exact mode
