@@ -21,6 +21,9 @@ Per (backbone, dataset) pair, on the test split (centre crops, the feature cache
   normalised class text embeddings (Liang et al., 2022).
 - ``class_text_mean_cosine``: mean cosine between two classes' hand-crafted text embeddings.
 - ``zero_shot_acc``: the hand-crafted template's test accuracy.
+- ``zero_shot_ece``: its expected calibration error at the CLIP's own temperature (10 equal-width
+  bins of top-1 confidence, as LeVine et al. 2023 measured OpenAI's CLIPs; the toy CLIPs ship the
+  temperature that matches their published values, docs/toy-world-v2.md, addendum 5).
 - ``token_rms`` / ``ctx_init_rms``: the root-mean-square norm of the token embeddings of the
   dataset's prompts, and of a context vector drawn as CoOp draws it (N(0, 0.02) per entry). Their
   ratio says how loud a fresh learned context is next to real words.
@@ -65,6 +68,27 @@ def spectrum(features: torch.Tensor) -> dict:
         "feature_participation_ratio": float(total**2 / (lam**2).sum()),
         "feature_entropy_rank": float(entropy.exp()),
     }
+
+
+def expected_calibration_error(probs: torch.Tensor, labels, n_bins: int = 10) -> float:
+    """ECE of ``probs`` [N, C]: top-1 confidence in ``n_bins`` equal-width bins over (0, 1], the
+    bin-size-weighted mean of |accuracy - mean confidence| (Guo et al., 2017)."""
+    probs = torch.as_tensor(probs, dtype=torch.float64)
+    labels = torch.as_tensor(labels)
+    if probs.ndim != 2 or len(probs) != len(labels) or len(probs) == 0:
+        raise ValueError(
+            f"need probs [N, C] and N labels with N > 0, got {tuple(probs.shape)} and {len(labels)}"
+        )
+    conf, pred = probs.max(1)
+    correct = (pred == labels).double()
+    # bin b holds confidences in (b/n, (b+1)/n]; a confidence of exactly 0 cannot be top-1
+    bins = (conf * n_bins).ceil().clamp(1, n_bins).long() - 1
+    ece = torch.zeros((), dtype=torch.float64)
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            ece += m.double().mean() * (conf[m].mean() - correct[m].mean()).abs()
+    return float(ece)
 
 
 def mean_pairwise_cosine(x: torch.Tensor) -> float:
@@ -127,6 +151,12 @@ def measure(
         "modality_gap": float((F.normalize(img, dim=-1).mean(0) - txt.mean(0)).norm()),
         "class_text_mean_cosine": mean_pairwise_cosine(txt),
         "zero_shot_acc": engine.evaluate(zero_shot, img, ds.test.labels, r.device, r.precision),
+        "zero_shot_ece": expected_calibration_error(
+            (
+                bundle.model.logit_scale.detach().float().exp().cpu() * F.normalize(img, dim=-1) @ txt.T
+            ).softmax(1),
+            ds.test.labels,
+        ),
         "token_rms": _prompt_token_rms(bundle, ds.prompts()),
         "ctx_init_rms": CTX_INIT_STD * math.sqrt(width),
     }

@@ -7,6 +7,7 @@ import torch
 from ptnl import engine, fidelity
 from ptnl.bench import register_tiny_clip, synthetic_dataset
 from ptnl.config import RunConfig
+from ptnl.toy import TOY_BACKBONES
 
 
 def test_spectrum_counts_equal_directions_exactly():
@@ -36,6 +37,39 @@ def test_mean_pairwise_cosine_matches_brute_force():
     assert fidelity.mean_pairwise_cosine(x) == pytest.approx(float(brute), abs=1e-12)
 
 
+def test_expected_calibration_error_by_hand():
+    # confident and always right, or exactly as confident as accurate: 0
+    assert fidelity.expected_calibration_error(torch.eye(3), [0, 1, 2]) == 0.0
+    p = torch.tensor([[0.75, 0.25]] * 4)
+    assert fidelity.expected_calibration_error(p, [0, 0, 0, 1]) == pytest.approx(0.0)
+    # confident and always wrong: 1; two bins weighted by their sizes
+    assert fidelity.expected_calibration_error(torch.eye(2), [1, 0]) == pytest.approx(1.0)
+    p = torch.tensor([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
+    # bin (0.9, 1]: confidence 0.95, accuracy 0.5; bin (0.5, 0.6]: confidence 0.55, accuracy 1
+    assert fidelity.expected_calibration_error(p, [0, 1, 0, 0]) == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
+    with pytest.raises(ValueError, match=r"probs \[N, C\]"):
+        fidelity.expected_calibration_error(p, [0, 1])
+
+
+def test_calibrated_temperature_follows_the_rule():
+    from ptnl.toy.pretrain import _mean_nll, calibrated_temperature, mean_zero_shot_ece
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (400,), generator=g)
+    cos = (0.05 * torch.randn(400, 5, generator=g, dtype=torch.float64)).index_put_(
+        (torch.arange(400), y), torch.tensor(0.08, dtype=torch.float64), accumulate=True
+    )
+    tasks = [(cos, y), (cos.flip(0), y.flip(0))]
+    c = calibrated_temperature(tasks, target_ece=0.1)
+    t_nll = c["nll_optimal"]
+    for t in (t_nll * 0.9, t_nll * 1.1):  # the NLL-optimal temperature is the minimum
+        assert _mean_nll(tasks, t) >= _mean_nll(tasks, t_nll) - 1e-9
+    assert c["shipped"] > t_nll and mean_zero_shot_ece(tasks, c["shipped"]) == pytest.approx(0.1, abs=0.005)
+    # the two ends: a target the NLL optimum already exceeds, and one not reached by 100
+    assert calibrated_temperature(tasks, target_ece=0.0)["shipped"] == round(t_nll, 1)
+    assert calibrated_temperature(tasks, target_ece=0.99)["shipped"] == 100.0
+
+
 def test_pairs_are_parsed_with_clear_errors():
     assert fidelity.parse_pair("ViT-B/32:DTD") == ("ViT-B/32", "DTD")
     assert fidelity.parse_pair("toy-rn:toy-fine") == ("toy-rn", "toy-fine")
@@ -53,7 +87,9 @@ def test_cli_errors_name_what_is_wrong(capsys, fresh_store):
 
 def test_shipped_toy_clip_is_measured_as_the_engine_sees_it(fresh_store):
     m = fidelity.measure("toy-rn", "toy-shapes", fits=False)
-    assert m["temperature"] == pytest.approx(100.0, rel=1e-3)  # CLIP's, as shipped
+    shipped = json.loads(TOY_BACKBONES["toy-rn"].checkpoint.with_suffix(".json").read_text())
+    assert m["temperature"] == pytest.approx(shipped["temperature"]["shipped"], rel=1e-3)
+    assert 0 <= m["zero_shot_ece"] <= 1
     assert 1 <= m["feature_participation_ratio"] <= m["embed_dim"]
     assert m["ctx_init_rms"] == pytest.approx(0.02 * math.sqrt(128))
     # the same zero-shot accuracy as the engine's zero-shot run

@@ -12,6 +12,7 @@ import torch
 
 from ptnl.toy import EXTRA_TASKS, TOY_BACKBONES, TOY_TASKS, load_task, world
 from ptnl.toy import tasks as toy_tasks
+from ptnl.toy.pretrain import TARGET_ZERO_SHOT_ECE
 
 CONTEXT_LENGTH = 32  # text_cfg.context_length of both toy configs
 N_CTX = 16  # CoOp's default number of learnable context tokens
@@ -173,9 +174,28 @@ def test_shipped_checkpoint_matches_its_record_and_config(backbone):
     open_clip.add_model_config(CONFIG_DIR)
     model = open_clip.create_model(backbone, pretrained=None)
     model.load_state_dict(sd, strict=True)
-    # CLIP's temperature, as OpenAI's checkpoints ship it; the one pretraining stopped at is recorded
-    assert model.logit_scale.exp().item() == pytest.approx(100.0, rel=1e-3)
-    assert record["temperature"]["shipped"] == 100.0 and 1 / 0.07 < record["temperature"]["learned"] < 100
+    # The temperature set by addendum 5's calibration rule; the one pretraining stopped at is recorded
+    t = record["temperature"]
+    assert model.logit_scale.exp().item() == pytest.approx(t["shipped"], rel=1e-3)
+    assert 1 / 0.07 < t["learned"] < 100 and t["target_ece"] == TARGET_ZERO_SHOT_ECE[backbone]
+    assert t["nll_optimal"] <= t["shipped"] + 0.05 and "addendum 5" in t["rule"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", sorted(TOY_BACKBONES))
+def test_shipped_temperature_is_the_rules(backbone, tmp_path):
+    # Re-applying the rule to the shipped checkpoint changes nothing: same temperature, same bytes.
+    import shutil
+
+    from ptnl.toy import pretrain
+
+    bb = TOY_BACKBONES[backbone]
+    for f in (bb.checkpoint, bb.checkpoint.with_suffix(".json")):
+        shutil.copy(f, tmp_path / f.name)
+    record = json.loads(bb.checkpoint.with_suffix(".json").read_text())
+    calibration = pretrain.recalibrate(backbone, tmp_path)
+    assert calibration["shipped"] == record["temperature"]["shipped"]
+    assert json.loads((tmp_path / f"{backbone}.json").read_text())["sha256"] == record["sha256"]
 
 
 @functools.cache
@@ -233,10 +253,13 @@ def test_pretraining_is_one_seeded_command(tmp_path, monkeypatch):
     assert records[0]["sha256"] == records[1]["sha256"]
     assert records[0]["world_sha256"] == pretrain._world_hash()
     assert records[0]["training"]["steps"] == 3 and records[0]["training"]["crop_rate"] == pretrain.CROP_RATE
-    # the temperature learned in 3 steps is still near CLIP's 1/0.07; the checkpoint ships CLIP's 100
-    assert records[0]["temperature"]["learned"] == pytest.approx(1 / 0.07, rel=0.05)
+    # the temperature learned in 3 steps is still near CLIP's 1/0.07; the checkpoint ships the one
+    # the calibration rule picks (addendum 5), and the as-trained weights' hash is kept beside it
+    t = records[0]["temperature"]
+    assert t["learned"] == pytest.approx(1 / 0.07, rel=0.05) and t["target_ece"] == 0.055
     scale = load_file(tmp_path / "a" / "toy-rn.safetensors")["logit_scale"].float().exp().item()
-    assert scale == pytest.approx(pretrain.SHIPPED_TEMPERATURE, rel=1e-3)
+    assert scale == pytest.approx(t["shipped"], rel=1e-3) and 0.1 <= t["shipped"] <= 100
+    assert len(records[0]["sha256_as_trained"]) == 64
 
 
 def test_pretraining_on_other_thread_counts_is_close(tmp_path, monkeypatch):
