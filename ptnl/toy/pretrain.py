@@ -368,7 +368,8 @@ def recalibrate(backbone: str, out_dir: Path) -> dict:
         zero_shot_cosines(model, preprocess, tokenizer), TARGET_ZERO_SHOT_ECE[backbone]
     )
     sd = load_file(str(ckpt))
-    sd["logit_scale"] = torch.tensor(math.log(calibration["shipped"]), dtype=sd["logit_scale"].dtype)
+    # fp32 first, then fp16, exactly as save_checkpoint rounds the pretraining command's fp32 value
+    sd["logit_scale"] = torch.tensor(math.log(calibration["shipped"])).to(sd["logit_scale"].dtype)
     from safetensors.torch import save_file
 
     save_file(sd, str(ckpt))
