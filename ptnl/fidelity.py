@@ -152,10 +152,7 @@ def measure(
         "class_text_mean_cosine": mean_pairwise_cosine(txt),
         "zero_shot_acc": engine.evaluate(zero_shot, img, ds.test.labels, r.device, r.precision),
         "zero_shot_ece": expected_calibration_error(
-            (
-                bundle.model.logit_scale.detach().float().exp().cpu() * F.normalize(img, dim=-1) @ txt.T
-            ).softmax(1),
-            ds.test.labels,
+            zero_shot(img.to(r.device)).float().softmax(1).cpu(), ds.test.labels
         ),
         "token_rms": _prompt_token_rms(bundle, ds.prompts()),
         "ctx_init_rms": CTX_INIT_STD * math.sqrt(width),

@@ -357,7 +357,7 @@ def main(argv=None):
 
 def recalibrate(backbone: str, out_dir: Path) -> dict:
     """Apply the temperature rule to an existing checkpoint (its other weights stay byte-equal)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
 
     from ptnl.toy.sanity import load_toy_model
 
@@ -370,8 +370,6 @@ def recalibrate(backbone: str, out_dir: Path) -> dict:
     sd = load_file(str(ckpt))
     # fp32 first, then fp16, exactly as save_checkpoint rounds the pretraining command's fp32 value
     sd["logit_scale"] = torch.tensor(math.log(calibration["shipped"])).to(sd["logit_scale"].dtype)
-    from safetensors.torch import save_file
-
     save_file(sd, str(ckpt))
     record["sha256"] = sha256_file(ckpt)
     record["temperature"] = {
