@@ -38,7 +38,10 @@ LOSSES = ("ce", "gce", "mae", "sce", "nce_rce")
 NOISE_KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
 FEATURE_MODES = ("exact", "views", "center")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# "coop-fp16" is CoOp's PREC=fp16 arithmetic (reference §2a, §7.1): every trained parameter and
+# SGD's momentum live in fp16 and each update is rounded to fp16 (forward: fp16 autocast on the
+# GPU, fp32 on the CPU). The others keep fp32 master weights and only change the forward pass.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "coop-fp16")
 # CoOp's dataset names; "toy-*" names belong to the toy world (ptnl.toy).
 REAL_DATASETS = (
     "OxfordPets",
@@ -80,7 +83,8 @@ class RunConfig:
     seed: int = 1
     feature_mode: str = "views"
     n_views: int | None = None  # views mode: augmented views per image; None = one per epoch
-    precision: str = "auto"  # "auto": fp32 on CPU, bf16 autocast on GPU (master weights stay fp32)
+    precision: str = "auto"  # "auto": fp32 on CPU, bf16 autocast on GPU (master weights stay fp32);
+    # "coop-fp16": CoOp's pure-fp16 parameters and SGD updates
     grad_ratio: bool = False  # also record the per-epoch noisy/clean gradient-norm ratio (Sec. 4.4)
 
     def __post_init__(self):

@@ -22,8 +22,9 @@ of the same seed. So runs that differ only in noise rate or loss share images, i
 and batch order (paired comparisons).
 
 Precision: fp32 on CPU; on GPU the forward passes run under bf16 autocast ("auto") while the
-trained parameters, their gradients and SGD's state stay fp32 (CoOp trains pure fp16, ctx
-included; reference §7.1). Losses are always computed in fp32.
+trained parameters, their gradients and SGD's state stay fp32. CoOp trains pure fp16, ctx
+included (reference §7.1): ``precision="coop-fp16"`` reproduces that arithmetic (``HalfSGD``)
+with fp16 autocast on the GPU and an fp32 forward on the CPU. Losses are always computed in fp32.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ def resolve_device(device=None) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
+    """The forward passes' precision: fp32, bf16 or fp16 (autocast)."""
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
+    if precision == "coop-fp16":  # CoOp runs its towers in fp16; the CPU has no fast fp16 autocast
+        return "fp16" if device.type == "cuda" else "fp32"
     return precision
 
 
@@ -99,6 +103,11 @@ class Run:
     @property
     def n_train(self) -> int:
         return len(self.train_idx)
+
+    @property
+    def fp16_updates(self) -> bool:
+        """Trained parameters and SGD's state held in fp16, as CoOp's PREC=fp16 (``HalfSGD``)."""
+        return self.cfg.precision == "coop-fp16"
 
 
 def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
@@ -262,6 +271,47 @@ def per_sample_grad_norms(losses: torch.Tensor, params: list[torch.Tensor]) -> t
     return sq.sqrt()
 
 
+class HalfSGD:
+    """SGD with CoOp's PREC=fp16 arithmetic: parameters, gradients and momentum are fp16 and every
+    update is rounded to fp16, with no loss scaling and no fp32 master copy (reference §2a).
+
+    The module keeps fp32 tensors holding exactly the fp16 values, so forward passes need no
+    change; this optimizer owns the fp16 copies and runs ``torch.optim.SGD`` on them, which does
+    CoOp's optimizer's operations in fp16 (on the CPU as on the GPU: each op computes in fp32
+    and rounds its result). Departure: the gradient is computed in the forward's precision and
+    rounded to fp16 once at the end, not at every layer of the backward pass.
+
+    An update smaller than half an fp16 spacing of its parameter is lost: ``stalled`` records,
+    per step, the share of parameter entries a step left unchanged.
+    """
+
+    def __init__(self, params, lr: float, momentum: float, weight_decay: float):
+        self.params = list(params)
+        with torch.no_grad():
+            for p in self.params:  # born fp16, as CoOp's context vectors are
+                p.copy_(p.half().float())
+        self.half = [torch.nn.Parameter(p.detach().half()) for p in self.params]
+        self._sgd = torch.optim.SGD(self.half, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.param_groups = self._sgd.param_groups
+        self.stalled: list[float] = []
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        for p, h in zip(self.params, self.half):
+            h.grad = None if p.grad is None else p.grad.to(torch.float16)
+        before = [h.clone() for h in self.half]
+        self._sgd.step()
+        unchanged = 0
+        for p, h, b in zip(self.params, self.half, before):
+            p.copy_(h.float())
+            unchanged += int((h == b).sum())
+        self.stalled.append(unchanged / max(1, sum(h.numel() for h in self.half)))
+
+
 def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[dict]:
     """Train each module with its run's recipe; returns per run the per-epoch ``train_loss``,
     ``lr`` and, if asked, ``grad_norm_ratio`` (mean per-sample gradient norm over noisy samples / over
@@ -280,7 +330,9 @@ def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[d
     device, precision = runs[0].device, runs[0].precision
     params = [list(m.trainable_parameters()) for m in modules]
     opts = [
-        torch.optim.SGD(p, lr=r.cfg.lr, momentum=r.cfg.momentum, weight_decay=r.cfg.weight_decay)
+        (HalfSGD if r.fp16_updates else torch.optim.SGD)(
+            p, lr=r.cfg.lr, momentum=r.cfg.momentum, weight_decay=r.cfg.weight_decay
+        )
         for r, p in zip(runs, params)
     ]
     loss_fns = [get_loss(r.cfg.loss, **r.cfg.loss_params) for r in runs]
@@ -288,7 +340,13 @@ def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[d
     noisy = [torch.as_tensor(r.labels.is_noisy, device=device) for r in runs]
     orders = [F.generator("order", r.cfg.seed) for r in runs]
     hists = [
-        {"train_loss": [], "lr": [], **({"grad_norm_ratio": []} if r.cfg.grad_ratio else {})} for r in runs
+        {
+            "train_loss": [],
+            "lr": [],
+            **({"grad_norm_ratio": []} if r.cfg.grad_ratio else {}),
+            **({"stalled_updates": []} if r.fp16_updates else {}),
+        }
+        for r in runs
     ]
     epochs = range(1, cfg0.epochs + 1)
     if progress:
@@ -331,6 +389,9 @@ def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[d
         for k, h in enumerate(hists):
             h["train_loss"].append(totals[k].item() / seen)
             h["lr"].append(lrs[k])
+            if "stalled_updates" in h:  # mean over the epoch's steps
+                h["stalled_updates"].append(float(np.mean(opts[k].stalled)))
+                opts[k].stalled.clear()
             if "grad_norm_ratio" in h:
                 clean, noisy_mean = (gsum[k] / gcount[k].clamp(min=1)).tolist()
                 ok = gcount[k].min().item() > 0 and clean > 0
@@ -513,6 +574,7 @@ def _context_metrics(r: Run, seconds: float, group_size: int = 1) -> dict:
         "split_source": r.dataset.split_source,
         "device": str(r.device),
         "precision": r.precision,
+        **({"update_precision": "fp16"} if r.fp16_updates else {}),
         "seconds": seconds,
         "group_size": group_size,
         "ptnl_version": ptnl.__version__,

@@ -297,3 +297,54 @@ def test_bench_cli_smoke(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "| ptnl-tiny | exact |" in res.stdout
     assert [r["mode"] for r in json.loads(out.read_text())["rows"]] == ["reference", "exact", "views"]
+
+
+def test_half_sgd_is_sgd_on_fp16_parameters():
+    # CoOp's PREC=fp16: torch's SGD run directly on fp16 parameters with fp16 gradients.
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(6, 5, generator=g) * 0.02
+    grads = [torch.randn(6, 5, generator=g) * s for s in (1e-1, 1e-3, 1e-5, 1e-2)]
+    coop = torch.nn.Parameter(start.half())
+    ref = torch.optim.SGD([coop], lr=0.002, momentum=0.9, weight_decay=5e-4)
+    ours = torch.nn.Parameter(start.clone())
+    opt = engine.HalfSGD([ours], lr=0.002, momentum=0.9, weight_decay=5e-4)
+    assert torch.equal(ours.detach(), start.half().float())  # born fp16
+    for grad in grads:
+        coop.grad, ours.grad = grad.half(), grad
+        ref.step()
+        opt.step()
+        assert torch.equal(ours.detach(), coop.detach().float())
+    assert opt.stalled[0] < 0.1 and opt.stalled[2] > 0  # a 1e-5 gradient moves little in fp16
+
+
+def test_half_sgd_loses_updates_below_half_an_fp16_spacing():
+    p = torch.nn.Parameter(torch.full((4,), 0.02))  # fp16 spacing at 0.02 is 2**-16
+    opt = engine.HalfSGD([p], lr=1.0, momentum=0.0, weight_decay=0.0)
+    start = p.detach().clone()
+    p.grad = torch.full((4,), 2.0**-18)
+    opt.step()
+    assert torch.equal(p.detach(), start) and opt.stalled == [1.0]
+    p.grad = torch.full((4,), 2.0**-16)
+    opt.step()
+    assert (p.detach() < start).all() and opt.stalled[-1] == 0.0
+
+
+def test_coop_fp16_runs_keep_fp16_values_and_report_stalls(tiny, ds, monkeypatch):
+    c = cfg(tiny, precision="coop-fp16", feature_mode="center", noise_rate=0.25)
+    assert c.run_id != cfg(tiny, feature_mode="center", noise_rate=0.25).run_id
+    assert engine.resolve_precision("coop-fp16", torch.device("cpu")) == "fp32"
+    assert engine.resolve_precision("coop-fp16", torch.device("cuda")) == "fp16"
+    trained = []
+    real_fit = engine.fit
+    monkeypatch.setattr(
+        engine, "fit", lambda runs, mods, *a: trained.extend(mods) or real_fit(runs, mods, *a)
+    )
+    m = engine.run(c)
+    assert m["precision"] == "fp32" and m["update_precision"] == "fp16"
+    assert len(m["stalled_updates"]) == 3 and all(0 <= s <= 1 for s in m["stalled_updates"])
+    for p in trained[0].trainable_parameters():
+        assert p.dtype == torch.float32 and torch.equal(p, p.half().float())
+    plain = engine.run(c.replace(precision="auto"))
+    assert "update_precision" not in plain and "stalled_updates" not in plain
+    for method in ("classifier_r", "tenc_ft"):
+        assert len(engine.run(c.replace(method=method, epochs=1))["stalled_updates"]) == 1
