@@ -36,6 +36,9 @@ PROMPT_METHODS = ("prompt", "cls_tuning", "full_prompt")  # trained through the 
 UNTRAINED_METHODS = ("zeroshot", "random_prompt")
 LOSSES = ("ce", "gce", "mae", "sce", "nce_rce")
 NOISE_KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
+# Confusion noise's wrong class: "matrix", one per true class from zero-shot's confusion matrix
+# (the paper's Sec. 4.6); "sample", each image's own top wrong class (ptnl.noise says more).
+CONFUSION_FROM = ("matrix", "sample")
 FEATURE_MODES = ("exact", "views", "center")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 # "coop-fp16" is CoOp's PREC=fp16 arithmetic (reference §2a, §7.1): every trained parameter and
@@ -67,6 +70,7 @@ class RunConfig:
     loss: str = "ce"
     loss_params: dict = field(default_factory=dict)  # e.g. {"q": 0.5} for gce
     noise_kind: str = "symmetric"
+    confusion_from: str = "matrix"  # noise_kind="confusion" only: "matrix" or "sample"
     noise_rate: float = 0.0
     shots: int = 16
     n_ctx: int = 16
@@ -155,6 +159,7 @@ _FIELD_TYPES = {
     "loss": str,
     "loss_params": dict,
     "noise_kind": str,
+    "confusion_from": str,
     "noise_rate": float,
     "shots": int,
     "n_ctx": int,
@@ -198,6 +203,12 @@ def _validate(c: RunConfig) -> None:
     _choice("method", c.method, METHODS)
     _choice("loss", c.loss, LOSSES)
     _choice("noise_kind", c.noise_kind, NOISE_KINDS)
+    _choice("confusion_from", c.confusion_from, CONFUSION_FROM)
+    if c.confusion_from != "matrix" and c.noise_kind != "confusion":
+        raise ValueError(
+            f"confusion_from={c.confusion_from!r} only applies to noise_kind='confusion' "
+            f"(got noise_kind={c.noise_kind!r}); leave it at 'matrix'"
+        )
     _choice("feature_mode", c.feature_mode, FEATURE_MODES)
     _choice("class_token_position", c.class_token_position, CLASS_TOKEN_POSITIONS)
     _choice("precision", c.precision, PRECISIONS)

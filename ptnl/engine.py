@@ -124,7 +124,9 @@ def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
     scores = None
     if cfg.noise_kind == "confusion" and cfg.noise_rate > 0:
         scores = zeroshot_probs(bundle, ds, idx, device, precision)
-    labels = add_noise(true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed, scores=scores)
+    labels = add_noise(
+        true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed, scores, cfg.confusion_from
+    )
     return Run(cfg, bundle, ds, idx, labels, device, precision)
 
 

@@ -301,10 +301,12 @@ def sec46_correlated(
     epochs: int,
     shots: int = 16,
     feature_mode: str = "views",
+    confusion_from: str = "matrix",
 ) -> list[RunConfig]:
     """Notebook 06: zero-shot confusion matrices of CLIP with a random prompt (Figure 6) and with
     the hand-crafted prompt (the source of confusion noise) on ``confusion_datasets``; random vs
-    confusion noise at ``noise_rate`` (Table 4) on ``datasets``."""
+    confusion noise at ``noise_rate`` (Table 4) on ``datasets``. ``confusion_from`` picks each
+    mislabelled image's wrong class: "matrix" (one per class, the paper's reading) or "sample"."""
     _check_rate(noise_rate)
     common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
     out = [
@@ -319,6 +321,7 @@ def sec46_correlated(
             [noise_rate],
             seeds,
             noise_kind=kind,
+            **({"confusion_from": confusion_from} if kind == "confusion" else {}),
             **common,
         )
     return _unique(out)

@@ -12,7 +12,8 @@ noisy labels side by side. Kinds:
 - ``"pair"`` (asymmetric, e.g. Han et al. 2018): class c -> c + 1 (mod C), exact count per class.
 - ``"confusion"`` (Section 4.6): exact count per class; each noisy sample gets the wrong class
   zero-shot CLIP favours most. ``scores`` is either a [C, C] confusion matrix (rows = true
-  class) or the zero-shot probabilities [N, C] of the same N samples. ``confusion_from``:
+  class) or the zero-shot probabilities [N, C] of the same N samples. ``confusion_from``
+  (``RunConfig.confusion_from``, notebook 06's parameter of the same name):
     * ``"matrix"`` (default): one wrong class per true class, the row's largest off-diagonal
       entry. From [N, C] probabilities the matrix counts arg-max predictions per true class,
       ties broken by mean probability. Default because the paper first measures the zero-shot
@@ -56,11 +57,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ptnl.config import CONFUSION_FROM
 from ptnl.data.sampling import NOISE_STREAM, check_labels, check_seed, class_members, rng_stream
 
 KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
 EXACT_KINDS = ("symmetric", "pair", "confusion")  # exactly round(r * n_c) noisy per class
-CONFUSION_FROM = ("matrix", "sample")
 PAPER_NOISE_RATES = (0.0, 0.125, 0.25, 0.5)
 
 

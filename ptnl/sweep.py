@@ -23,6 +23,7 @@ from ptnl.config import RunConfig
 GROUP_FREE_FIELDS = (
     "seed",
     "noise_kind",
+    "confusion_from",
     "noise_rate",
     "loss",
     "loss_params",

@@ -39,7 +39,7 @@ def test_run_id_is_pinned():
     c = RunConfig(dataset="OxfordPets")
     assert c.canonical_json().startswith('{"backbone":"RN50","batch_size":32,"class_token_position":"end"')
     key = c.canonical_json() + "\nopenai"  # RN50 "default" = OpenAI's weights
-    assert c.run_id == hashlib.sha256(key.encode()).hexdigest()[:16] == "521ea82afc859fe4"
+    assert c.run_id == hashlib.sha256(key.encode()).hexdigest()[:16] == "5ddc2dc843bae034"
 
 
 def test_run_id_follows_the_weights(tmp_path, monkeypatch):
@@ -81,6 +81,8 @@ def test_round_trip():
         ({"lr": float("nan")}, "lr"),
         ({"method": "linear_probe", "grad_ratio": True}, "classifier_r"),
         ({"method": "prompt", "n_ctx": 0}, "random_prompt"),
+        ({"noise_kind": "confusion", "confusion_from": "samples"}, "did you mean 'sample'"),
+        ({"confusion_from": "sample"}, "only applies to noise_kind='confusion'"),
     ],
 )
 def test_bad_values_raise(kw, match):

@@ -245,6 +245,17 @@ def test_confusion_noise_reads_zero_shot_probabilities(tiny, ds, monkeypatch):
     assert calls == [1] and p.shape == (16, 4)
     torch.testing.assert_close(p.sum(1), torch.ones(16))
     assert r.labels.n_noisy == 8
+    # "matrix": one wrong class per true class; "sample": each image's own top wrong class.
+    from ptnl.noise import add_noise
+
+    true = r.labels.true
+    for how in ("matrix", "sample"):
+        got = engine.prepare(c.replace(confusion_from=how)).labels
+        want = add_noise(true, 4, "confusion", 0.5, c.seed, scores=p, confusion_from=how)
+        assert np.array_equal(got.noisy, want.noisy), how
+    matrix = engine.prepare(c).labels
+    for k in range(4):
+        assert len(set(matrix.noisy[matrix.is_noisy & (true == k)])) <= 1
 
 
 def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):

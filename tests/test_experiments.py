@@ -90,6 +90,19 @@ def test_sec45_and_sec46_grids():
     )
     assert {c.noise_kind for c in cs if c.method != "random_prompt"} == {"symmetric", "confusion"}
     assert len(cs) == 2 + 2 * 2 * 2
+    assert {c.confusion_from for c in cs} == {"matrix"}
+    cs = E.sec46_correlated(
+        datasets=["toy-shapes"],
+        confusion_datasets=["toy-fine"],
+        noise_rate=0.5,
+        seeds=[1],
+        confusion_from="sample",
+        **TOY,
+    )
+    assert {(c.noise_kind, c.confusion_from) for c in cs if c.method != "random_prompt"} == {
+        ("symmetric", "matrix"),
+        ("confusion", "sample"),
+    }
 
 
 @pytest.mark.parametrize(
