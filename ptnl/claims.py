@@ -497,6 +497,77 @@ def _min_over_rates(s, fn):
     return pd.concat([fn(r) for r in rates(s)], axis=1).min(axis=1)
 
 
+def drop_ratio_interval(
+    df: pd.DataFrame,
+    variant: str = "prompt",
+    reference: str = "classifier_r",
+    high: float = 0.5,
+    low: float = 0.0,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> dict:
+    """The core claim's mean ratio (``drop_ratio_table``'s ``mean`` row) with a bootstrap
+    interval over seeds: how far the seeds at hand pin the ratio down.
+
+    Within each dataset the seeds are resampled with replacement, a seed's four runs (both
+    methods, both rates) kept together: they share the few-shot images, the noise draw and the
+    initialisation, so their drops are paired. The interval covers seed-to-seed variation only,
+    not other datasets or another world. ``df`` holds one row per run (``experiments.results``),
+    not seed means; seeds missing any of the four runs are left out. Returns ``ratio``, ``low``,
+    ``high`` (NaN with fewer than 2 seeds in some dataset), ``level``, ``n_seeds`` (the fewest
+    complete seeds of any dataset) and ``n_boot``.
+    """
+    t = tidy(df) if "acc" not in df else df
+    keep = t["variant"].isin([variant, reference]) & t["noise_rate"].isin([low, high])
+    if "noise_kind" in t:
+        keep &= t["noise_kind"] == "symmetric"
+    t = t[keep]
+    key = ["dataset", "seed", "variant", "noise_rate"]
+    if t.duplicated(key).any():
+        raise ValueError(
+            "drop_ratio_interval needs one run per (dataset, seed, variant, noise_rate); "
+            "filter df to one backbone and recipe first"
+        )
+    cols = [(variant, low), (variant, high), (reference, low), (reference, high)]
+    piv = t.pivot_table(index=["dataset", "seed"], columns=["variant", "noise_rate"], values="acc")
+    absent = [c for c in cols if c not in piv.columns]
+    if absent:
+        raise ValueError(f"drop_ratio_interval: no runs for {absent} (variant, noise_rate)")
+    piv = piv[cols].dropna()
+    d_v = (piv[cols[0]] - piv[cols[1]]).groupby(level="dataset")
+    d_r = (piv[cols[2]] - piv[cols[3]]).groupby(level="dataset")
+    datasets = sorted(d_v.groups)
+    if not datasets:
+        raise ValueError("drop_ratio_interval: no seed has all four runs")
+    v = [d_v.get_group(d).to_numpy() for d in datasets]
+    r = [d_r.get_group(d).to_numpy() for d in datasets]
+    ratio = float(np.mean([x.mean() for x in v]) / np.mean([x.mean() for x in r]))
+    n_seeds = min(len(x) for x in v)
+    lo = hi = math.nan
+    if n_seeds >= 2:
+        rng = np.random.default_rng(seed)
+        num, den = np.zeros(n_boot), np.zeros(n_boot)
+        for x, y in zip(v, r):
+            idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+            num += x[idx].mean(1)
+            den += y[idx].mean(1)
+        boots = num / den
+        lo, hi = (float(q) for q in np.percentile(boots, [50 * (1 - level), 50 * (1 + level)]))
+    return {"ratio": ratio, "low": lo, "high": hi, "level": level, "n_seeds": n_seeds, "n_boot": n_boot}
+
+
+def show_interval(iv: dict) -> str:
+    """One line for ``drop_ratio_interval``'s result."""
+    head = f"mean ratio {iv['ratio']:.{RATIO_DECIMALS}f}"
+    if math.isnan(iv["low"]):
+        return f"{head}; {iv['n_seeds']} seed per dataset: no interval over seeds"
+    return (
+        f"{head}; {iv['level']:.0%} interval over seeds {iv['low']:.{RATIO_DECIMALS}f}-"
+        f"{iv['high']:.{RATIO_DECIMALS}f} (bootstrap, {iv['n_seeds']} seeds per dataset)"
+    )
+
+
 def table1_claims(s: pd.DataFrame, competitive: float = -5.0) -> list[dict]:
     others = ("classifier_r", "classifier_c", "tenc_ft")
     return [

@@ -258,3 +258,48 @@ def test_training_fit_table_in_percent_and_tolerates_old_runs():
     assert t.loc["classifier_r", "wrong labels fitted (%)"] == "30.0"  # one run has it, one does not
     old = C.training_fit_table(_rows({("a", "prompt", "ce", 0.5): 50.0}))  # stored before the metric
     assert old["wrong labels fitted (%)"].tolist() == [""]
+
+
+def _paired_runs(drops):
+    """Per-run rows from {(dataset, seed): (prompt drop, classifier_r drop)}; clean acc 70."""
+    rows = []
+    for (dataset, seed), (dv, dr) in drops.items():
+        for method, d in (("prompt", dv), ("classifier_r", dr)):
+            for rate, a in ((0.0, 70.0), (0.5, 70.0 - d)):
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "loss": "ce",
+                        "noise_kind": "symmetric",
+                        "noise_rate": rate,
+                        "seed": seed,
+                        "test_acc": a / 100,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_drop_ratio_interval_resamples_seeds_within_datasets():
+    drops = {("a", 1): (2.0, 10.0), ("a", 2): (6.0, 10.0), ("b", 1): (4.0, 20.0), ("b", 2): (4.0, 20.0)}
+    df = _paired_runs(drops)
+    iv = C.drop_ratio_interval(df)
+    # mean drops: prompt (4 + 4) / 2 = 4, Classifier-R (10 + 20) / 2 = 15
+    assert iv["ratio"] == pytest.approx(4 / 15) and iv["n_seeds"] == 2
+    t = C.drop_ratio_table(C.summarize(df))
+    assert t.loc[("ours", "mean"), "ratio"] == pytest.approx(round(iv["ratio"], 2))
+    # only dataset a varies: its prompt drop resamples to 2, 4 or 6 -> ratio (x + 4) / 2 / 15
+    assert iv["low"] == pytest.approx(3 / 15) and iv["high"] == pytest.approx(5 / 15)
+    assert C.drop_ratio_interval(df) == iv  # seeded
+    assert "interval over seeds 0.20-0.33 (bootstrap, 2 seeds per dataset)" in C.show_interval(iv)
+
+
+def test_drop_ratio_interval_edge_cases():
+    one = C.drop_ratio_interval(_paired_runs({("a", 1): (3.0, 12.0)}))
+    assert one["ratio"] == pytest.approx(0.25) and math.isnan(one["low"]) and math.isnan(one["high"])
+    assert "no interval" in C.show_interval(one)
+    df = _paired_runs({("a", 1): (3.0, 12.0), ("a", 2): (3.0, 12.0)})
+    with pytest.raises(ValueError, match="one run per"):
+        C.drop_ratio_interval(pd.concat([df, df]))
+    with pytest.raises(ValueError, match="no runs for"):
+        C.drop_ratio_interval(df[df["method"] == "prompt"])
