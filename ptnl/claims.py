@@ -557,6 +557,40 @@ def drop_ratio_interval(
     return {"ratio": ratio, "low": lo, "high": hi, "level": level, "n_seeds": n_seeds, "n_boot": n_boot}
 
 
+def gap_interval(
+    df: pd.DataFrame,
+    variant: str = "prompt",
+    baseline: str = "zeroshot",
+    noise_rate: float = 0.0,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> dict:
+    """Mean over datasets of acc(variant) - acc(baseline) at ``noise_rate``, with a bootstrap
+    interval over the variant's seeds (resampled within each dataset). The baseline is averaged
+    over its runs and held fixed: meant for an untrained one such as zero-shot, which has no
+    seed. Same return keys as ``drop_ratio_interval``, with ``gap`` in points for ``ratio``."""
+    t = tidy(df) if "acc" not in df else df
+    if "noise_kind" in t:
+        t = t[t["noise_kind"] == "symmetric"]
+    base = t[t["variant"] == baseline].groupby("dataset")["acc"].mean()
+    runs = t[(t["variant"] == variant) & (t["noise_rate"] == noise_rate)]
+    if runs.duplicated(["dataset", "seed"]).any():
+        raise ValueError("gap_interval needs one run per (dataset, seed); filter df first")
+    datasets = sorted(set(runs["dataset"]) & set(base.index))
+    if not datasets:
+        raise ValueError(f"gap_interval: no dataset has both {variant!r} and {baseline!r} runs")
+    x = [runs.loc[runs["dataset"] == d, "acc"].to_numpy() - base[d] for d in datasets]
+    gap = float(np.mean([v.mean() for v in x]))
+    n_seeds = min(len(v) for v in x)
+    lo = hi = math.nan
+    if n_seeds >= 2:
+        rng = np.random.default_rng(seed)
+        boots = sum(v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1) for v in x) / len(x)
+        lo, hi = (float(q) for q in np.percentile(boots, [50 * (1 - level), 50 * (1 + level)]))
+    return {"gap": gap, "low": lo, "high": hi, "level": level, "n_seeds": n_seeds, "n_boot": n_boot}
+
+
 def show_interval(iv: dict) -> str:
     """One line for ``drop_ratio_interval``'s result."""
     head = f"mean ratio {iv['ratio']:.{RATIO_DECIMALS}f}"

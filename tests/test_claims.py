@@ -303,3 +303,37 @@ def test_drop_ratio_interval_edge_cases():
         C.drop_ratio_interval(pd.concat([df, df]))
     with pytest.raises(ValueError, match="no runs for"):
         C.drop_ratio_interval(df[df["method"] == "prompt"])
+
+
+def test_gap_interval_against_a_fixed_baseline():
+    rows = [
+        {
+            "dataset": d,
+            "method": "prompt",
+            "loss": "ce",
+            "noise_kind": "symmetric",
+            "noise_rate": 0.0,
+            "seed": s,
+            "test_acc": a / 100,
+        }
+        for d, accs in (("a", (60.0, 64.0)), ("b", (50.0, 50.0)))
+        for s, a in zip((1, 2), accs)
+    ]
+    rows += [
+        {
+            "dataset": d,
+            "method": "zeroshot",
+            "loss": "ce",
+            "noise_kind": "symmetric",
+            "noise_rate": 0.0,
+            "seed": 1,
+            "test_acc": a / 100,
+        }
+        for d, a in (("a", 61.0), ("b", 52.0))
+    ]
+    iv = C.gap_interval(pd.DataFrame(rows))
+    # a: 62 - 61 = +1, b: 50 - 52 = -2 -> mean -0.5; a resamples to 60, 62 or 64
+    assert iv["gap"] == pytest.approx(-0.5) and iv["n_seeds"] == 2
+    assert iv["low"] == pytest.approx(-1.5) and iv["high"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no dataset"):
+        C.gap_interval(pd.DataFrame(rows), baseline="classifier_c")
