@@ -61,6 +61,9 @@ def summarize(df: pd.DataFrame, by: Sequence[str] = SETTING, value: str = "acc")
     """Mean, std (ddof 1; NaN for one seed) and count of ``value`` over seeds, per setting."""
     df = tidy(df) if value == "acc" and "acc" not in df else df
     by = [c for c in by if c in df.columns]
+    # Rows come in run-id order; sorting by setting and seed fixes the summation order, so the
+    # means (and figures drawn from them) do not depend on the hash that files the runs.
+    df = df.sort_values([*by, *(["seed"] if "seed" in df.columns else [])], kind="stable")
     g = df.groupby(by, dropna=False, sort=True)[value]
     return g.agg(mean="mean", std="std", n="count").reset_index()
 

@@ -337,3 +337,12 @@ def test_gap_interval_against_a_fixed_baseline():
     assert iv["low"] == pytest.approx(-1.5) and iv["high"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="no dataset"):
         C.gap_interval(pd.DataFrame(rows), baseline="classifier_c")
+
+
+def test_summarize_does_not_depend_on_row_order():
+    df = _rows({("d", "prompt", "ce", 0.0): 80.1, ("d", "prompt", "ce", 0.5): 33.3}, seeds=(1, 2, 3, 4, 5))
+    df["test_acc"] = df["test_acc"] + np.arange(len(df)) * 1e-3 / 7  # sums that round differently
+    a = C.summarize(df)
+    for k in range(5):
+        b = C.summarize(df.sample(frac=1.0, random_state=k))
+        assert a.equals(b)
