@@ -500,6 +500,23 @@ def _min_over_rates(s, fn):
     return pd.concat([fn(r) for r in rates(s)], axis=1).min(axis=1)
 
 
+def _seed_bootstrap(per_dataset: list[np.ndarray], n_boot: int, seed: int) -> np.ndarray:
+    """``per_dataset``: one [k, n_seeds] array per dataset, k quantities measured per seed. Each
+    dataset's seeds are resampled with replacement, a seed's k quantities together. Returns
+    [k, n_boot]: per resample, the mean over datasets of each quantity's mean over seeds."""
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for a in per_dataset:
+        idx = rng.integers(0, a.shape[1], size=(n_boot, a.shape[1]))
+        total = total + a[:, idx].mean(-1)
+    return total / len(per_dataset)
+
+
+def _percentile_interval(boots: np.ndarray, level: float) -> tuple[float, float]:
+    lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
 def drop_ratio_interval(
     df: pd.DataFrame,
     variant: str = "prompt",
@@ -549,14 +566,8 @@ def drop_ratio_interval(
     n_seeds = min(len(x) for x in v)
     lo = hi = math.nan
     if n_seeds >= 2:
-        rng = np.random.default_rng(seed)
-        num, den = np.zeros(n_boot), np.zeros(n_boot)
-        for x, y in zip(v, r):
-            idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-            num += x[idx].mean(1)
-            den += y[idx].mean(1)
-        boots = num / den
-        lo, hi = (float(q) for q in np.percentile(boots, [50 * (1 - level), 50 * (1 + level)]))
+        num, den = _seed_bootstrap([np.stack([x, y]) for x, y in zip(v, r)], n_boot, seed)
+        lo, hi = _percentile_interval(num / den, level)
     return {"ratio": ratio, "low": lo, "high": hi, "level": level, "n_seeds": n_seeds, "n_boot": n_boot}
 
 
@@ -588,9 +599,8 @@ def gap_interval(
     n_seeds = min(len(v) for v in x)
     lo = hi = math.nan
     if n_seeds >= 2:
-        rng = np.random.default_rng(seed)
-        boots = sum(v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1) for v in x) / len(x)
-        lo, hi = (float(q) for q in np.percentile(boots, [50 * (1 - level), 50 * (1 + level)]))
+        [boots] = _seed_bootstrap([v[None] for v in x], n_boot, seed)
+        lo, hi = _percentile_interval(boots, level)
     return {"gap": gap, "low": lo, "high": hi, "level": level, "n_seeds": n_seeds, "n_boot": n_boot}
 
 
