@@ -5,6 +5,7 @@
     python -m ptnl sweep --experiment demo --base dataset=toy-shapes --base backbone=toy-vit \\
                          --set noise_rate=0,0.25,0.5 --set seed=1,2,3,4 --group 4
     python -m ptnl collect sec42 --csv sec42.csv
+    python -m ptnl ratio diag-seeds --seeds 1,2,3 --where epochs=50
 
 A grid YAML file looks like
 
@@ -87,6 +88,40 @@ def _grid_from_args(ns: argparse.Namespace):
     return grid(unflatten(base), axes or {}), ns.experiment or experiment
 
 
+def _ratio_report(ns: argparse.Namespace) -> str:
+    """Per-dataset drops and their ratio (``claims.drop_ratio_table``), the mean ratio's seed
+    interval, and, where the experiment has zero-shot runs of the same backbone, clean
+    ``--variant`` minus zero-shot with its seed interval. ``--where`` and ``--seeds`` filter the
+    trained runs; zero-shot runs are the fixed baseline."""
+    import pandas as pd
+
+    from ptnl import claims
+    from ptnl.store import collect
+
+    df = collect(ns.experiment)
+    if df.empty:
+        raise ValueError(f"experiment {ns.experiment!r} has no finished runs")
+    zs, trained = df[df["method"] == "zeroshot"], df[df["method"] != "zeroshot"]
+    for key, value in ns.where or []:
+        if key not in trained.columns:
+            raise ValueError(f"--where {key}=...: {key!r} is not a field of {ns.experiment!r}'s runs")
+        trained = trained[trained[key] == _scalar(value)]
+    if ns.seeds:
+        trained = trained[trained["seed"].isin([int(s) for s in ns.seeds.split(",")])]
+    if trained.empty:
+        raise ValueError("no trained runs left after --where/--seeds")
+    kw = dict(variant=ns.variant, reference=ns.reference)
+    lines = [
+        claims.show_table(claims.drop_ratio_table(claims.summarize(trained), **kw)),
+        claims.show_interval(claims.drop_ratio_interval(trained, **kw)),
+    ]
+    zs = zs[zs["backbone"].isin(trained["backbone"].unique())]
+    if not zs.empty:
+        gap = claims.gap_interval(pd.concat([trained, zs], ignore_index=True), variant=ns.variant)
+        lines.append(f"clean {ns.variant} - zero-shot: " + claims.show_interval(gap))
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ptnl", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -116,6 +151,17 @@ def main(argv=None) -> int:
     p_co.add_argument("experiment")
     p_co.add_argument("--csv", default=None, help="write the table to this CSV file")
 
+    p_ra = sub.add_parser(
+        "ratio", help="the core claim on an experiment's runs: drops, their ratio, seed intervals"
+    )
+    p_ra.add_argument("experiment")
+    p_ra.add_argument(
+        "--where", action="append", type=_pair, metavar="KEY=V", help="keep trained runs with KEY == V"
+    )
+    p_ra.add_argument("--seeds", default=None, help="comma-separated seeds to keep, e.g. 1,2,3")
+    p_ra.add_argument("--variant", default="prompt", help="the method whose drop is compared")
+    p_ra.add_argument("--reference", default="classifier_r", help="the method it is compared with")
+
     ns = ap.parse_args(argv)
     try:
         if ns.cmd == "run":
@@ -138,6 +184,8 @@ def main(argv=None) -> int:
                     print(c.run_id, c.canonical_json())
                 return 0
             sweep(configs, experiment, shard=shard, group_size=ns.group, device=ns.device)
+        elif ns.cmd == "ratio":
+            print(_ratio_report(ns))
         else:
             from ptnl.store import collect
 

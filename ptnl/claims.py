@@ -605,13 +605,17 @@ def gap_interval(
 
 
 def show_interval(iv: dict) -> str:
-    """One line for ``drop_ratio_interval``'s result."""
-    head = f"mean ratio {iv['ratio']:.{RATIO_DECIMALS}f}"
+    """One line for ``drop_ratio_interval``'s or ``gap_interval``'s result."""
+    if "gap" in iv:
+        head, d, unit = f"mean gap {iv['gap']:+.2f} points", 2, " points"
+    else:
+        head, d, unit = f"mean ratio {iv['ratio']:.{RATIO_DECIMALS}f}", RATIO_DECIMALS, ""
     if math.isnan(iv["low"]):
         return f"{head}; {iv['n_seeds']} seed per dataset: no interval over seeds"
+    sign = "+" if unit else ""
     return (
-        f"{head}; {iv['level']:.0%} interval over seeds {iv['low']:.{RATIO_DECIMALS}f}-"
-        f"{iv['high']:.{RATIO_DECIMALS}f} (bootstrap, {iv['n_seeds']} seeds per dataset)"
+        f"{head}; {iv['level']:.0%} interval over seeds {iv['low']:{sign}.{d}f} to "
+        f"{iv['high']:{sign}.{d}f}{unit} (bootstrap, {iv['n_seeds']} seeds per dataset)"
     )
 
 

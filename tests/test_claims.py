@@ -291,7 +291,7 @@ def test_drop_ratio_interval_resamples_seeds_within_datasets():
     # only dataset a varies: its prompt drop resamples to 2, 4 or 6 -> ratio (x + 4) / 2 / 15
     assert iv["low"] == pytest.approx(3 / 15) and iv["high"] == pytest.approx(5 / 15)
     assert C.drop_ratio_interval(df) == iv  # seeded
-    assert "interval over seeds 0.20-0.33 (bootstrap, 2 seeds per dataset)" in C.show_interval(iv)
+    assert "interval over seeds 0.20 to 0.33 (bootstrap, 2 seeds per dataset)" in C.show_interval(iv)
 
 
 def test_drop_ratio_interval_edge_cases():

@@ -163,3 +163,26 @@ def test_cli_run_sweep_collect_in_process(fresh_store, tmp_path, monkeypatch, ca
     assert len(df) == 3 and sorted(df.group_size) == [1, 2, 2]
     assert main(["run", "--experiment", "cli", "--dataset", "toy-synthetic", "--noise-rate", "1.5"]) == 2
     assert "noise_rate" in capsys.readouterr().err
+
+
+def test_cli_ratio_reports_drops_and_seed_intervals(fresh_store, capsys):
+    from ptnl import store
+    from ptnl.__main__ import main
+
+    # Clean 70 %; at 50 % noise prompt tuning drops 4 (seed 1) or 6 (seed 2), Classifier-R 20.
+    drops = {("prompt", 1): 4.0, ("prompt", 2): 6.0, ("classifier_r", 1): 20.0, ("classifier_r", 2): 20.0}
+    for (method, seed), d in drops.items():
+        for rate, acc in ((0.0, 70.0), (0.5, 70.0 - d)):
+            c = RunConfig(dataset="toy-shapes", backbone="toy-rn", method=method, noise_rate=rate, seed=seed)
+            store.finish_run(c, "r", {"test_acc": acc / 100})
+    store.finish_run(
+        RunConfig(dataset="toy-shapes", backbone="toy-rn", method="zeroshot"), "r", {"test_acc": 0.69}
+    )
+    assert main(["ratio", "r"]) == 0
+    out = capsys.readouterr().out
+    assert "mean ratio 0.25; 95% interval over seeds 0.20 to 0.30" in out
+    assert "clean prompt - zero-shot: mean gap +1.00 points" in out
+    assert main(["ratio", "r", "--seeds", "1"]) == 0
+    assert "mean ratio 0.20; 1 seed per dataset: no interval" in capsys.readouterr().out
+    assert main(["ratio", "r", "--where", "epoch=50"]) == 2
+    assert "'epoch' is not a field" in capsys.readouterr().err
