@@ -49,6 +49,20 @@ def test_task_images_are_deterministic_and_disjoint_from_pretraining():
     assert attrs.shape == ds.classnames[ds.test.labels[3]]
 
 
+def test_camera_off_renders_the_same_objects_without_the_downstream_camera():
+    # The diagnostic view of a task (docs/toy-world-v2.md, "is it the downstream camera?"): the
+    # same refs, labels and objects, shot as pretraining pictures are (no blur or haze, the
+    # world's sensor noise), under a name no feature cache shares with the real task.
+    on, off = load_task("toy-scatter"), load_task("toy-scatter", camera=False)
+    assert off.name == "toy-scatter (camera off)" and on.name == "toy-scatter"
+    assert off.test.refs == on.test.refs and np.array_equal(off.test.labels, on.test.labels)
+    a, b = np.asarray(on.test.load_image(5), np.float32), np.asarray(off.test.load_image(5), np.float32)
+    attrs, rng = toy_tasks.task_attrs(on.test.refs[5])
+    assert np.array_equal(b, world.render(attrs, rng, camera=False)) and not np.array_equal(a, b)
+    attrs, rng = toy_tasks.task_attrs(on.test.refs[5])
+    assert np.array_equal(a, world.render(attrs, rng, camera=True))
+
+
 def test_fixed_attributes_are_kept_and_colour_is_rendered():
     fixed = world.Attrs(kind="swatch", colour="blue", pattern="plain")
     attrs, img, _ = _draw(5, 0, fixed)

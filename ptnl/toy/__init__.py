@@ -37,8 +37,9 @@ TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-scatter")  # the toy
 EXTRA_TASKS = ("toy-objects",)  # a 64-class diagnostic task (ptnl.toy.tasks), in no notebook by default
 
 
-def load_task(name: str):
-    """A toy downstream task as a `ptnl.data.base.Dataset` (see `ptnl.toy.tasks`)."""
+def load_task(name: str, camera: bool = True):
+    """A toy downstream task as a `ptnl.data.base.Dataset` (see `ptnl.toy.tasks`; ``camera=False``
+    is a diagnostic view without the downstream camera)."""
     from ptnl.toy.tasks import load_task as _load
 
-    return _load(name)
+    return _load(name, camera=camera)

@@ -8,7 +8,9 @@ CLIP does. Linear probe: sklearn logistic regression on 16 clean shots per class
 normalised), the cheap check that the features carry more than the zero-shot prompt uses.
 Zero-shot on CoOp's views: the same classifier on CoOp's training augmentation of the test images
 (RandomResizedCrop scale (0.08, 1), bicubic, flip), how much label information the crops that
-prompt tuning trains on keep for this model.
+prompt tuning trains on keep for this model. Zero-shot with the camera off: the same test pictures
+rendered without the downstream camera (blur, haze, stronger noise) that no pretraining picture
+is shot with, how much of the zero-shot shortfall is that shift (docs/toy-world-v2.md).
 """
 
 from __future__ import annotations
@@ -57,9 +59,12 @@ def text_features(model, tokenizer, prompts) -> torch.Tensor:
     return model.encode_text(tokenizer(prompts), normalize=True)
 
 
-def zero_shot_acc(model, preprocess, tokenizer, task: str, n_per_class: int | None = None) -> float:
-    """Test accuracy of zero-shot CLIP with the task's template (first n_per_class per class)."""
-    ds = load_task(task)
+def zero_shot_acc(
+    model, preprocess, tokenizer, task: str, n_per_class: int | None = None, camera: bool = True
+) -> float:
+    """Test accuracy of zero-shot CLIP with the task's template (first n_per_class per class);
+    ``camera=False``: on the same test pictures without the downstream camera."""
+    ds = load_task(task, camera=camera)
     n = (
         len(ds.test) if n_per_class is None else n_per_class * ds.n_classes
     )  # labels cycle: prefix is balanced
@@ -145,6 +150,9 @@ def main(argv=None):
                 "zero_shot": round(zero_shot_acc(model, preprocess, tokenizer, t), 4),
             }
             row["zero_shot_coop_views"] = round(zero_shot_views_acc(model, preprocess, tokenizer, t), 4)
+            row["zero_shot_camera_off"] = round(
+                zero_shot_acc(model, preprocess, tokenizer, t, camera=False), 4
+            )
             if not args.no_probe:
                 row["linear_probe_16shot"] = round(linear_probe_acc(model, preprocess, t), 4)
             rows[f"{b} {t}"] = row

@@ -92,35 +92,46 @@ def task_attrs(ref: str) -> tuple[Attrs, np.random.Generator]:
 
 
 @lru_cache(maxsize=8192)
-def _render_ref(ref: str) -> bytes:
+def _render_ref(ref: str, camera: bool = True) -> bytes:
     attrs, rng = task_attrs(ref)
-    return render(attrs, rng, camera=True).tobytes()
+    return render(attrs, rng, camera=camera).tobytes()
 
 
-def load_image(ref: str) -> Image.Image:
-    """Render the toy picture `ref` (cached: a few thousand 12 KB images)."""
+def load_image(ref: str, camera: bool = True) -> Image.Image:
+    """Render the toy picture `ref` (cached: a few thousand 12 KB images); ``camera=False``: the
+    same objects without the downstream camera (a diagnostic, see `load_task`)."""
     from ptnl.toy.world import IMAGE_SIZE
 
-    return Image.frombytes("RGB", (IMAGE_SIZE, IMAGE_SIZE), _render_ref(ref))
+    return Image.frombytes("RGB", (IMAGE_SIZE, IMAGE_SIZE), _render_ref(ref, camera))
 
 
-def _split(name: str, split: str) -> Split:
+def _load_image_camera_off(ref: str) -> Image.Image:
+    return load_image(ref, camera=False)
+
+
+def _split(name: str, split: str, camera: bool = True) -> Split:
     n_cls = len(_task(name).classes)
     n = SPLITS[split][1] * n_cls
     # Labels cycle through the classes, so any prefix of a split is class-balanced.
-    return Split(tuple(f"{name}/{split}/{i:05d}" for i in range(n)), np.arange(n) % n_cls, load_image)
+    loader = load_image if camera else _load_image_camera_off
+    return Split(tuple(f"{name}/{split}/{i:05d}" for i in range(n)), np.arange(n) % n_cls, loader)
 
 
-def load_task(name: str) -> Dataset:
-    """A toy task as a `Dataset` (split_source "toy"): train pool, val and a fixed test set."""
+def load_task(name: str, camera: bool = True) -> Dataset:
+    """A toy task as a `Dataset` (split_source "toy"): train pool, val and a fixed test set.
+
+    ``camera=False`` renders the same pictures (same objects, same nuisances) without the
+    downstream camera, as pretraining pictures are shot: how much of a zero-shot shortfall is the
+    camera shift (``python -m ptnl.toy.sanity``, docs/toy-world-v2.md). A diagnostic only: the
+    dataset is named ``"<task> (camera off)"`` so no feature cache mixes it with the real task."""
     task = _task(name)
     return Dataset(
-        name=name,
+        name=name if camera else f"{name} (camera off)",
         classnames=task.classnames,
         template=task.template,
-        train=_split(name, "train"),
-        val=_split(name, "val"),
-        test=_split(name, "test"),
+        train=_split(name, "train", camera),
+        val=_split(name, "val", camera),
+        test=_split(name, "test", camera),
         split_source="toy",
         root=None,
     )
