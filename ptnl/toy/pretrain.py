@@ -43,6 +43,7 @@ from ptnl.toy.world import (
 
 PRETRAIN_STREAM = 0  # the world's seed stream for pretraining pictures (tasks use 100+)
 N_CAPTIONS = 4  # captions drawn per picture; each step picks one at random
+WEB_CAMERA_SALT = 7  # third seed word of the web camera's per-picture generator
 # Toy world v2 (docs/toy-world-v2.md): half of the pictures of a batch are shown as a random
 # resized crop (area 8-100 %, bicubic) with a random flip, under the whole picture's captions,
 # as the web shows a real CLIP objects at every scale and partly framed. v1 showed only whole
@@ -78,6 +79,15 @@ TEMPERATURE_RULE = (
     "zero-shot ECE (10 bins, mean over the four toy tasks' train pools) matched to OpenAI's CLIP "
     "(LeVine et al. 2023), T >= NLL-optimal: docs/toy-world-v2.md, addendum 5"
 )
+# A candidate for toy world v2.1 (docs/toy-world-v2.md, addendum 7), off in both shipped
+# checkpoints: a share of the pretraining pictures passes through a random "web camera" (blur,
+# haze, extra sensor noise) whose range covers the downstream camera's (world.CAMERA_*), as the
+# web holds blurred and noisy photos. Without it toy-vit's zero-shot misses F4 on the camera
+# shift alone (2.75x and 5.2x chance on toy-shapes and toy-scatter with the camera off, 1.6x with
+# it). Drawn from its own generator per picture, so pictures and captions stay v2's exactly.
+WEB_CAMERA_BLUR = (0.1, 1.0)  # Gaussian sigma, pixels (downstream: 0.4-0.9)
+WEB_CAMERA_HAZE = (0.0, 0.3)  # weight of the grey (downstream: 0.1-0.3)
+WEB_CAMERA_NOISE = (0.0, 0.045)  # extra noise on top of the world's 0.025 (downstream: 0.05 in all)
 DEFAULTS = dict(
     n_images=32768,
     steps=None,  # STEPS[backbone]
@@ -86,6 +96,7 @@ DEFAULTS = dict(
     warmup=50,
     weight_decay=0.1,
     seed=0,
+    web_camera_rate=0.0,  # share of pretraining pictures through the web camera (v2: none)
 )
 
 
@@ -102,9 +113,27 @@ def build_model(backbone: str, seed: int):
     return model, open_clip.get_tokenizer(backbone)
 
 
-def pretrain_data(n_images: int, tokenizer, context_length: int) -> tuple[np.ndarray, np.ndarray]:
+def web_camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A rendered uint8 [H,W,3] picture as a random web camera shoots it (see WEB_CAMERA_*)."""
+    from ptnl.toy.world import CAMERA_GREY, _blur
+
+    x = _blur(img.astype(np.float32) / 255, rng.uniform(*WEB_CAMERA_BLUR))
+    haze, grey = rng.uniform(*WEB_CAMERA_HAZE), rng.uniform(*CAMERA_GREY)
+    x = x * (1 - haze) + grey * haze
+    x = x + rng.normal(0, rng.uniform(*WEB_CAMERA_NOISE), x.shape).astype(np.float32)
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def pretrain_data(
+    n_images: int, tokenizer, context_length: int, web_camera_rate: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [N,64,64,3], tokens int32 [N,N_CAPTIONS,L]), rendered once and cached."""
-    path = cache_dir() / "toy" / f"pretrain-{n_images}-c{N_CAPTIONS}-l{context_length}-{_world_hash()}.npz"
+    if not 0.0 <= web_camera_rate <= 1.0:
+        raise ValueError(f"web_camera_rate={web_camera_rate} is a share of pictures: use a value in [0, 1]")
+    web = f"-web{web_camera_rate:g}" if web_camera_rate > 0 else ""
+    path = (
+        cache_dir() / "toy" / f"pretrain-{n_images}-c{N_CAPTIONS}-l{context_length}{web}-{_world_hash()}.npz"
+    )
     if path.exists():
         with np.load(path) as z:
             return z["images"], z["tokens"]
@@ -117,6 +146,10 @@ def pretrain_data(n_images: int, tokenizer, context_length: int) -> tuple[np.nda
         attrs = sample_attrs(rng, swatch_rate=SWATCH_RATE, scatter_rate=SCATTER_RATE)
         images[i] = render(attrs, rng)
         captions += [caption(attrs, rng) for _ in range(N_CAPTIONS)]
+        if web_camera_rate > 0:  # its own generator: v2's pictures and captions are untouched
+            cam = np.random.default_rng([PRETRAIN_STREAM, i, WEB_CAMERA_SALT])
+            if cam.random() < web_camera_rate:
+                images[i] = web_camera(images[i], cam)
     tokens = tokenizer(captions).numpy().astype(np.int32).reshape(n_images, N_CAPTIONS, context_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
@@ -174,13 +207,14 @@ def train(
     warmup: int,
     weight_decay: float,
     seed: int,
+    web_camera_rate: float = 0.0,
     log_every: int = 10,
 ):
     from tqdm import tqdm
 
     model, tokenizer = build_model(backbone, seed)
     L = model.context_length
-    images, tokens = pretrain_data(n_images, tokenizer, L)
+    images, tokens = pretrain_data(n_images, tokenizer, L, web_camera_rate)
     mean, std = model.visual.preprocess_cfg["mean"], model.visual.preprocess_cfg["std"]
     opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -406,7 +440,8 @@ def _pretrain(args):
         "sha256": digest,
         "sha256_as_trained": as_trained,
         "world_sha256": _world_hash(),  # which toy world (ptnl/toy/world.py) the pictures came from
-        "command": f"python -m ptnl.toy.pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}",
+        "command": f"python -m ptnl.toy.pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}"
+        + (f" --web-camera-rate {hp['web_camera_rate']:g}" if hp["web_camera_rate"] > 0 else ""),
         "training": {
             **hp,
             "n_captions": N_CAPTIONS,
