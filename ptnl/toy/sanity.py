@@ -9,8 +9,9 @@ normalised), the cheap check that the features carry more than the zero-shot pro
 Zero-shot on CoOp's views: the same classifier on CoOp's training augmentation of the test images
 (RandomResizedCrop scale (0.08, 1), bicubic, flip), how much label information the crops that
 prompt tuning trains on keep for this model. Zero-shot with the camera off: the same test pictures
-rendered without the downstream camera (blur, haze, stronger noise) that no pretraining picture
-is shot with, how much of the zero-shot shortfall is that shift (docs/toy-world-v2.md).
+rendered without the downstream camera (blur, haze, stronger noise), how much of the zero-shot
+shortfall is that shift; pretraining shows half of its pictures through random web cameras whose
+range covers it (toy world v2.1, docs/toy-world-v2.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ combinations (OxfordPets, Flowers102, FGVCAircraft), textures (DTD), and fields 
 (EuroSAT's land-cover tiles: the label is what covers the frame, so any crop still shows it). A
 class fixes some attributes; every other attribute and every nuisance is drawn per image, as in
 pretraining, and every task picture is shot with a downstream dataset's camera (`world.render`,
-camera=True), which no pretraining picture is. Images are rendered on demand from their
+camera=True); pretraining pictures are not, though half of them pass through random web cameras
+whose range covers it (`pretrain.web_camera`). Images are rendered on demand from their
 ref ("toy-shapes/test/00042"), so a task costs nothing until a picture is asked for, and each
 split draws from its own seed stream, disjoint from the pretraining stream (stream 0).
 """
