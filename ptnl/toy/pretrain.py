@@ -208,7 +208,7 @@ def train(
     warmup: int,
     weight_decay: float,
     seed: int,
-    web_camera_rate: float = 0.0,
+    web_camera_rate: float = DEFAULTS["web_camera_rate"],
     log_every: int = 10,
 ):
     from tqdm import tqdm
