@@ -126,9 +126,10 @@ def web_camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def pretrain_data(
-    n_images: int, tokenizer, context_length: int, web_camera_rate: float = 0.0
+    n_images: int, tokenizer, context_length: int, web_camera_rate: float = DEFAULTS["web_camera_rate"]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 [N,64,64,3], tokens int32 [N,N_CAPTIONS,L]), rendered once and cached."""
+    """(images uint8 [N,64,64,3], tokens int32 [N,N_CAPTIONS,L]), rendered once and cached;
+    ``web_camera_rate=0`` gives toy world v2's pretraining set."""
     if not 0.0 <= web_camera_rate <= 1.0:
         raise ValueError(f"web_camera_rate={web_camera_rate} is a share of pictures: use a value in [0, 1]")
     web = f"-web{web_camera_rate:g}" if web_camera_rate > 0 else ""
