@@ -9,16 +9,28 @@ pieces come from the frozen ``token_embedding``; what is learnable depends on ``
 
 ``n_ctx=0`` is the paper's Ctx-0 (``[SOS][name][.][EOT]``, nothing to learn with ``learn="ctx"``).
 Context init is N(0, 0.02) from ``generator`` (seed 0 if None, never the global RNG), or the
-embeddings of the words of ``ctx_init`` ("a photo of a"); then, as in CoOp, n_ctx becomes the
-number of tokens of ``ctx_init`` and the ``n_ctx`` argument is ignored. Unlike CoOp, ``csc=True``
-with ``ctx_init`` is honoured (each class starts from its own copy of the words) rather than
-silently falling back to a shared context.
+embeddings of ``ctx_init`` ("a photo of a"; "_" reads as a space). With ``ctx_init``, as in CoOp,
+n_ctx becomes the number of its *words* (``len(ctx_init.split(" "))``) and the ``n_ctx`` argument is
+ignored; the context vectors are the embeddings of its first n_ctx BPE tokens. Where a word is
+several tokens ("itap of a" is 3 words, 4 tokens ``it ap of a``) the tokens past the first n_ctx
+stay in the prompt as fixed tokens after the context, as in CoOp. Unlike CoOp, ``csc=True`` with
+``ctx_init`` is honoured (each class starts from its own copy of the words) rather than silently
+falling back to a shared context.
+
+Token ids are CoOp's (``prompt_token_ids``): the whole string ``"X X .. X name."`` (or
+``ctx_init + " name."``) is tokenised at once, so a name ending in punctuation merges with the
+period as CLIP's BPE does (``kite (bird of prey).`` ends in the one token ``).``), and the class
+tokens are the ``len(encode(name))`` tokens after the context, CoOp's ``name_lens`` slice.
 
 Class-token positions (``h = n_ctx // 2``), the layouts CoOp builds:
 
     end     [SOS][ctx_1..ctx_n][name][.][EOT]
     middle  [SOS][ctx_1..ctx_h][name][ctx_h+1..ctx_n][.][EOT]
     front   [SOS][name][ctx_1..ctx_n][.][EOT]
+
+``[name]`` and ``[.]`` are CoOp's slices ``suffix[:name_len]`` and ``suffix[name_len:]`` of the
+tokens after the context, so with a merged ``).`` the middle prompt is ``.. prey ). ctx_h+1 ..
+[EOT]``.
 
 Prompts are stored truncated to the longest one (the text transformer is causal, so the padding
 after EOT never matters); with a shared context at ``end`` the ``[SOS][ctx]`` prefix is the same
@@ -32,6 +44,7 @@ logits [B, C]`` (reuse class_embeddings across test batches), ``trainable_parame
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -56,13 +69,100 @@ def _tokenizer_parts(bundle: CLIPBundle):
     return tok
 
 
+class PromptTokens(NamedTuple):
+    """Token ids of C prompts in one layout. ``rows[c]`` runs from SOS to EOT, unpadded;
+    ``ctx_cols[c]`` / ``name_cols[c]`` are the positions of the context and class-name slots in it;
+    ``ctx_ids`` are the ids the context starts from (``ctx_init``'s first n_ctx tokens, or "X")."""
+
+    n_ctx: int
+    rows: list[list[int]]
+    ctx_cols: list[list[int]]
+    name_cols: list[list[int]]
+    ctx_ids: list[int]
+
+
+def prompt_token_ids(
+    tokenizer,
+    classnames: Sequence[str],
+    n_ctx: int = 16,
+    ctx_init: str | None = None,
+    class_token_position: str = "end",
+    context_length: int | None = None,
+) -> PromptTokens:
+    """CoOp's prompt tokens: ``tokenize(prefix + " " + name + ".")`` with the prefix ``"X X .. X"``
+    (n_ctx words) or ``ctx_init``, cut into ``[SOS][ctx][suffix]`` at ``1 + n_ctx`` and the suffix
+    into the class span ``suffix[:len(encode(name))]`` and the rest, then laid out by
+    ``class_token_position``. ``tokenizer`` is CLIP's BPE (``encode``, ``sot_token_id``,
+    ``eot_token_id``); ``context_length`` defaults to its own."""
+    if class_token_position not in CLASS_TOKEN_POSITIONS:
+        raise ValueError(
+            f"class_token_position={class_token_position!r} is not one of {CLASS_TOKEN_POSITIONS}"
+        )
+    if isinstance(classnames, str) or not len(classnames):
+        raise ValueError("classnames must be a non-empty list of strings")
+    context = tokenizer.context_length if context_length is None else context_length
+    if ctx_init is not None:
+        prefix = ctx_init.replace("_", " ").strip()
+        n_ctx = len(prefix.split(" "))  # CoOp: the number of words, whatever their BPE tokens
+        ctx_ids = tokenizer.encode(prefix)[:n_ctx]
+        if not ctx_ids:
+            raise ValueError(f"ctx_init={ctx_init!r} has no tokens")
+        if len(ctx_ids) < n_ctx:  # only empty words ("a  photo") have no token
+            raise ValueError(f"ctx_init={ctx_init!r} has {n_ctx} words but {len(ctx_ids)} tokens")
+    else:
+        if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 0:
+            raise ValueError(f"n_ctx must be an integer >= 0, got {n_ctx!r}")
+        prefix = " ".join([PLACEHOLDER] * n_ctx)
+        ctx_ids = tokenizer.encode(PLACEHOLDER) * n_ctx
+    max_ctx = context - 4  # room for SOS, a one-token name, ".", EOT
+    if n_ctx > max_ctx:
+        raise ValueError(
+            f"n_ctx={n_ctx} does not fit: the context is {context} tokens, so n_ctx can be at most "
+            f"{max_ctx} (SOS + name + '.' + EOT take the rest)"
+        )
+    h = n_ctx // 2
+    rows, ctx_cols, name_cols = [], [], []
+    for c in classnames:
+        name = str(c).replace("_", " ").strip()
+        k = len(tokenizer.encode(name))  # CoOp's name_lens
+        if not k:
+            raise ValueError(f"class name {c!r} has no tokens")
+        ids = [tokenizer.sot_token_id, *tokenizer.encode(f"{prefix} {name}."), tokenizer.eot_token_id]
+        if len(ids) > context:
+            raise ValueError(
+                f"class name {c!r} is {k} tokens: with n_ctx={n_ctx} its prompt needs {len(ids)} "
+                f"positions, more than the context length {context}. Shorten the name to at most "
+                f"{context - len(ids) + k} tokens or use a smaller n_ctx"
+            )
+        ctx, suffix = ids[1 : 1 + n_ctx], ids[1 + n_ctx :]
+        # CoOp's slice, not the name's own tokens: where the name's last token merges with the
+        # period (")" + "." -> ")."), the span ends in the merged token and the rest is only EOT;
+        # where ctx_init has more tokens than words, the span starts with its leftover tokens.
+        name_ids, rest = suffix[:k], suffix[k:]
+        if not rest:
+            raise ValueError(f"class name {c!r}: its {k} tokens would reach past its prompt's EOT")
+        if class_token_position == "end":
+            seq, cpos, npos = ctx + suffix, range(1, 1 + n_ctx), range(1 + n_ctx, 1 + n_ctx + k)
+        elif class_token_position == "middle":
+            seq = ctx[:h] + name_ids + ctx[h:] + rest
+            cpos = [*range(1, 1 + h), *range(1 + h + k, 1 + n_ctx + k)]
+            npos = range(1 + h, 1 + h + k)
+        else:  # front
+            seq, cpos, npos = name_ids + ctx + rest, range(1 + k, 1 + k + n_ctx), range(1, 1 + k)
+        rows.append([ids[0], *seq])
+        ctx_cols.append(list(cpos))
+        name_cols.append(list(npos))
+    return PromptTokens(n_ctx, rows, ctx_cols, name_cols, ctx_ids)
+
+
 class PromptLearner(nn.Module):
     """Builds the C prompts' token embeddings; only the parts named by ``learn`` are parameters.
 
     ``forward(full_length=False) -> (embeddings [C, L, D], eot [C])`` where ``L`` is the longest
     prompt (``full_length=True`` pads to the context length with the pad token, as CoOp feeds it).
-    Buffers: ``tokens`` [C, L] (the token ids; context slots hold the ctx_init words or "X"),
-    ``ctx_rows/ctx_cols`` and ``name_rows/name_cols`` (where context and class-name tokens sit).
+    Buffers: ``tokens`` [C, L] (CoOp's token ids, from ``prompt_token_ids``; context slots hold "X"
+    or the first n_ctx tokens of ctx_init), ``ctx_rows/ctx_cols`` and ``name_rows/name_cols`` (where
+    context and class-name tokens sit).
     """
 
     def __init__(
@@ -79,60 +179,11 @@ class PromptLearner(nn.Module):
         super().__init__()
         if learn not in LEARN:
             raise ValueError(f"learn={learn!r} is not one of {LEARN}")
-        if class_token_position not in CLASS_TOKEN_POSITIONS:
-            raise ValueError(
-                f"class_token_position={class_token_position!r} is not one of {CLASS_TOKEN_POSITIONS}"
-            )
-        if isinstance(classnames, str) or not len(classnames):
-            raise ValueError("classnames must be a non-empty list of strings")
         tok = _tokenizer_parts(bundle)
         context = bundle.context_length
-        names = [str(c).replace("_", " ").strip() for c in classnames]
-        name_ids = [tok.encode(n) for n in names]
-        for c, ids in zip(classnames, name_ids):
-            if not ids:
-                raise ValueError(f"class name {c!r} has no tokens")
-        if ctx_init is not None:
-            ctx_ids = tok.encode(ctx_init.strip())
-            if not ctx_ids:
-                raise ValueError(f"ctx_init={ctx_init!r} has no tokens")
-            n_ctx = len(ctx_ids)  # CoOp: the init words decide the context length
-        else:
-            if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 0:
-                raise ValueError(f"n_ctx must be an integer >= 0, got {n_ctx!r}")
-            ctx_ids = tok.encode(PLACEHOLDER) * n_ctx
-        max_ctx = context - 4  # room for SOS, a one-token name, ".", EOT
-        if n_ctx > max_ctx:
-            raise ValueError(
-                f"n_ctx={n_ctx} does not fit: the context of {bundle.name} is {context} tokens, so n_ctx "
-                f"can be at most {max_ctx} (SOS + name + '.' + EOT take the rest)"
-            )
-        period = tok.encode(".")
-        h = n_ctx // 2
-        C = len(names)
-        rows, ctx_cols, name_cols = [], [], []
-        for name, ids in zip(classnames, name_ids):
-            total = 1 + n_ctx + len(ids) + len(period) + 1
-            if total > context:
-                raise ValueError(
-                    f"class name {name!r} is {len(ids)} tokens: with n_ctx={n_ctx} its prompt needs {total} "
-                    f"positions, more than the context length {context}. Shorten the name to at most "
-                    f"{context - n_ctx - len(period) - 2} tokens or use a smaller n_ctx"
-                )
-            k = len(ids)
-            if class_token_position == "end":
-                seq = ctx_ids + ids
-                cpos, npos = list(range(1, 1 + n_ctx)), list(range(1 + n_ctx, 1 + n_ctx + k))
-            elif class_token_position == "middle":
-                seq = ctx_ids[:h] + ids + ctx_ids[h:]
-                cpos = list(range(1, 1 + h)) + list(range(1 + h + k, 1 + n_ctx + k))
-                npos = list(range(1 + h, 1 + h + k))
-            else:  # front
-                seq = ids + ctx_ids
-                cpos, npos = list(range(1 + k, 1 + k + n_ctx)), list(range(1, 1 + k))
-            rows.append([tok.sot_token_id] + seq + period + [tok.eot_token_id])
-            ctx_cols.append(cpos)
-            name_cols.append(npos)
+        pt = prompt_token_ids(tok, classnames, n_ctx, ctx_init, class_token_position, context)
+        n_ctx, rows, ctx_cols, name_cols = pt.n_ctx, pt.rows, pt.ctx_cols, pt.name_cols
+        C = len(rows)
         L = max(len(r) for r in rows)
         tokens = torch.zeros(C, L, dtype=torch.long)  # 0 = pad, as open_clip's tokenizer pads
         for c, r in enumerate(rows):
@@ -165,8 +216,9 @@ class PromptLearner(nn.Module):
         )
 
         if ctx_init is not None:
-            # [n_ctx, D]: the embeddings of the init words (the same for every class)
-            init = embeds[0, torch.tensor(ctx_cols[0], device=device)].clone()
+            # [n_ctx, D]: CoOp's token_embedding(tokenize(ctx_init))[0, 1 : 1 + n_ctx]
+            with torch.no_grad():
+                init = model.token_embedding(torch.tensor(pt.ctx_ids, device=device)).float()
             ctx = init.unsqueeze(0).repeat(C, 1, 1) if csc else init
         else:
             gen = generator if generator is not None else torch.Generator().manual_seed(DEFAULT_SEED)

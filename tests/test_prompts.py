@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ptnl import clip
-from ptnl.prompts import PromptCLIP, PromptLearner, random_prompt_classifier
+from ptnl.prompts import PromptCLIP, PromptLearner, prompt_token_ids, random_prompt_classifier
 
 TINY = {
     "embed_dim": 24,
@@ -23,6 +23,7 @@ TINY = {
 }
 NAMES = ["cat", "sea_lion", "golden retriever dog", "x"]
 INIT = "a photo of a"
+KITE = "kite (bird of prey)"  # ImageNet: CLIP's BPE merges ")" and "." into ")."
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,43 @@ def test_shared_prefix_gradients_equal_plain_gradients(tiny):
         grads.append(m.prompt_learner.ctx.grad.clone())
     assert grads[0].abs().max() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("position", ["end", "middle", "front"])
+def test_tokens_are_coops_for_a_name_merging_with_the_period(tiny, position):
+    names = NAMES + [KITE]
+    pl = PromptLearner(tiny, names, n_ctx=8, class_token_position=position)
+    rows = prompt_token_ids(tiny.tokenizer, names, 8, None, position, tiny.context_length).rows
+    assert pl.tokens.shape[1] == max(len(r) for r in rows)
+    assert all(pl.tokens[c, : len(r)].tolist() == r for c, r in enumerate(rows))
+    assert pl.eot.tolist() == [len(r) - 1 for r in rows]
+    if position == "end":  # CoOp: tokenize the whole string, EOT at its argmax
+        ref = tiny.tokenizer([" ".join(["X"] * 8) + " " + n + "." for n in spaced(names)])
+        assert torch.equal(pl.tokens, ref[:, : pl.tokens.shape[1]]) and torch.equal(pl.eot, ref.argmax(-1))
+    # the name slots are CoOp's span of len(encode(name)) tokens: for the kite it ends in ")."
+    span = pl.tokens[4, pl.name_cols[pl.name_rows == 4]].tolist()
+    assert len(span) == 6 and tiny.tokenizer.decoder[span[-1]] == ").</w>"
+
+
+@pytest.mark.parametrize("learn", ["cls", "full"])
+def test_learned_name_tokens_are_coops_name_span(tiny, learn):
+    texts = [f"a photo of a {n}." for n in (KITE, "cat")]
+    m = PromptCLIP(tiny, [KITE, "cat"], ctx_init=INIT, learn=learn)
+    assert torch.allclose(m.class_embeddings(), reference(tiny, texts), atol=1e-5)
+    pl = m.prompt_learner
+    kite = tiny.tokenizer(texts[:1])[0, 5:11]  # after [SOS] a photo of a: kite ( bird of prey ).
+    assert torch.equal(pl.name_embeds[pl.name_rows == 0], tiny.model.token_embedding(kite))
+
+
+def test_ctx_init_sets_n_ctx_to_its_word_count(tiny):
+    for init, n in [(INIT, 4), ("itap of a", 3)]:  # "itap of a": 3 words, 4 tokens (it ap of a)
+        m = PromptCLIP(tiny, NAMES, n_ctx=16, ctx_init=init)
+        pl = m.prompt_learner
+        assert pl.n_ctx == n and pl.ctx.shape == (n, 32) and pl.shared_prefix == 1 + n
+        assert torch.equal(pl.ctx, tiny.model.token_embedding(tiny.tokenizer([init]))[0, 1 : 1 + n])
+        # the tokens past the n-th stay in the prompt, fixed: at init it is the hand-crafted one
+        ref = reference(tiny, [f"{init} {c}." for c in spaced(NAMES)])
+        assert torch.allclose(m.class_embeddings(), ref, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- layouts
