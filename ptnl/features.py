@@ -36,6 +36,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from ptnl import paths
+from ptnl.data.datasets import check_images
 from ptnl.store import atomic_write_bytes
 
 # 2: ResNet towers encode with BatchNorm folded into the convolutions. 3: every encoding batch is
@@ -209,7 +210,9 @@ def cached_features(
     """Features [len(views), len(indices), E] (float32, CPU) of images ``indices`` of ``split``.
 
     Loads what the cache has, encodes only what is missing (each image decoded once for all
-    its missing views), and writes the grown files back atomically.
+    its missing views), and writes the grown files back atomically. Before encoding, every image
+    to encode is checked to exist (``ptnl.data.check_images``): a missing file is an error in
+    seconds, naming the dataset, the split and the files, not minutes into the encoding.
     """
     sp = getattr(dataset, split)
     if sp is None:
@@ -227,6 +230,7 @@ def cached_features(
             if r not in state[v][4]:
                 todo.setdefault(r, []).append(v)
     if todo:
+        check_images(sp, list(todo))
         new = _encode_missing(bundle, sp, todo, device, precision, batch_size, progress)
         for v in views:
             path, meta, refs, feats, pos = state[v]

@@ -49,6 +49,17 @@ def touch_jpeg(path: Path) -> None:
     path.write_bytes(JPEG)
 
 
+def truncate_jpeg(path: Path) -> None:
+    """Overwrite ``path`` with the first half of a valid 64x64 JPEG: its header parses, its pixels
+    do not (PIL opens it lazily and only fails when decoding)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buf, format="JPEG")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+
+
 def write_coop(
     root: Path, name: str, n_train=(6, 5, 7), n_val: int = 2, n_test: int = 3, image_dir=None
 ) -> dict:

@@ -1,4 +1,6 @@
+import json
 import pickle
+import re
 import sys
 import types
 import warnings
@@ -8,18 +10,26 @@ import numpy as np
 import pytest
 
 from ptnl.data import (
+    CORRUPT,
     DATASETS,
+    MISSING,
     PAPER_DATASETS,
     SIMPLE_TEMPLATES,
+    SPECS,
     TEMPLATES,
     Dataset,
+    ImageReadError,
+    check_images,
     clean_classname,
+    disk_status,
     ensemble_templates,
     fewshot_indices,
+    identity,
     load_dataset,
     on_disk,
     resolve_name,
 )
+from ptnl.data import datasets as D
 from ptnl.data.sampling import FEWSHOT_STREAM, NOISE_STREAM, rng_stream
 from ptnl.noise import add_noise
 
@@ -230,6 +240,17 @@ def test_fewshot_counts_and_reproducibility():
     assert not np.array_equal(idx_grown[64:], idx[64:])
 
 
+def test_too_many_shots_offers_what_a_user_can_change():
+    with pytest.raises(ValueError) as err:
+        fewshot_indices(TRAIN, 17, seed=1)
+    msg = str(err.value)
+    assert "Lower shots to at most 16" in msg and "another dataset" in msg
+    assert "library callers: fewshot_indices(..., allow_fewer=True)" in msg
+    with pytest.raises(ValueError) as err:
+        fewshot_indices(TRAIN, 4, seed=1, n_classes=6)  # class 5 is empty: no shots value helps
+    assert "no training images" in str(err.value) and "Lower shots" not in str(err.value)
+
+
 def test_fewshot_short_classes():
     with pytest.raises(ValueError, match=r"class 2: 16"):
         fewshot_indices(TRAIN, 17, seed=1)
@@ -268,3 +289,187 @@ def test_fewshot_set_does_not_move_with_the_noise_rate(data_root):
         noisy_sets.append(set(np.flatnonzero(nl.is_noisy).tolist()))
     assert all(s == sets[0] for s in sets)
     assert noisy_sets[1] <= noisy_sets[2] <= noisy_sets[3]  # nested
+
+
+# ----------------------------------------------------------------------------- data identity
+
+
+def _drop_last_test_item(split_file):
+    raw = json.loads(split_file.read_text())
+    raw["test"] = raw["test"][:-1]
+    split_file.write_text(json.dumps(raw))
+
+
+def test_identity_follows_the_route_and_the_split_file(data_root, monkeypatch):
+    assert identity("Food101") == MISSING  # not on disk: a marker, no error
+    fakedata.write_tv_food101(data_root)
+    tv = identity("food")
+    assert tv.startswith("torchvision:") and tv == load_dataset("Food101").fingerprint()
+    loads = []
+    real = D.load_dataset
+    monkeypatch.setattr(D, "load_dataset", lambda *a, **k: loads.append(a) or real(*a, **k))
+    assert identity("Food101") == identity("Food101") == tv and loads == []  # memoised
+
+    # CoOp's split file added over the torchvision download: auto now reads it
+    fakedata.write_coop(data_root, "Food101")
+    coop = identity("Food101")
+    assert coop.startswith("coop-split:") and coop != tv and len(loads) == 1
+    split_file = data_root / "food-101" / "split_zhou_Food101.json"
+    original = split_file.read_text()
+    _drop_last_test_item(split_file)
+    edited = identity("Food101")
+    assert edited not in (coop, tv)
+    split_file.write_text(original)  # same content again: same identity (it hashes the split, not the stat)
+    assert identity("Food101") == coop
+    split_file.unlink()
+    assert identity("Food101") == tv
+
+
+def test_identity_of_the_two_routes_of_one_dataset_differ(tmp_path):
+    fakedata.write_coop(tmp_path / "a", "DTD")
+    fakedata.write_tv_dtd(tmp_path / "b")
+    a, b = identity("DTD", root=tmp_path / "a"), identity("DTD", root=tmp_path / "b")
+    assert a.startswith("coop-split:") and b.startswith("torchvision:") and a != b
+    fakedata.write_coop(tmp_path / "c", "DTD")  # the same split in another folder: the same data
+    assert identity("DTD", root=tmp_path / "c") == a
+
+
+def test_identity_of_imagenet_fgvc_toy_and_corrupt_files(data_root):
+    fakedata.write_imagenet(data_root)
+    inet = identity("ImageNet")
+    assert inet.startswith("imagenet-folders:")
+    fakedata.touch_jpeg(data_root / "imagenet" / "images" / "val" / "extra.JPEG")  # val/ changed
+    assert identity("ImageNet") == inet  # a stray file, not in a class folder: same split
+    fakedata.write_fgvc(data_root / "fgvc_aircraft")
+    fgvc = identity("FGVCAircraft")
+    assert fgvc.startswith("official-txt:")
+    txt = data_root / "fgvc_aircraft" / "images_variant_test.txt"
+    txt.write_text("\n".join(txt.read_text().splitlines()[:-1]) + "\n")
+    assert identity("FGVCAircraft") not in (fgvc, MISSING, CORRUPT)
+    assert identity("toy-shapes") == load_dataset("toy-shapes").fingerprint() != identity("toy-fine")
+    assert identity("toy-shapes").startswith("toy:")
+    fakedata.write_coop(data_root, "OxfordPets")
+    (data_root / "oxford_pets" / "split_zhou_OxfordPets.json").write_text("{not json")
+    assert identity("pets") == CORRUPT
+
+
+def test_fingerprint_hashes_classnames_template_refs_and_labels(data_root):
+    fakedata.write_coop(data_root, "EuroSAT")
+    ds = load_dataset("EuroSAT")
+    fp = ds.fingerprint()
+    assert fp == load_dataset("EuroSAT").fingerprint() and fp.startswith("coop-split:") and len(fp) == 27
+    fields = dict(name=ds.name, classnames=ds.classnames, template=ds.template, train=ds.train, val=ds.val,
+                  test=ds.test, split_source=ds.split_source)  # fmt: skip
+    variants = [
+        dict(classnames=("a", "b")),
+        dict(template="a photo of {}."),
+        dict(split_source="torchvision"),
+        dict(val=None),
+        dict(test=ds.test.subset(range(len(ds.test) - 1))),
+        dict(train=type(ds.train)(ds.train.refs, ds.train.labels[::-1], ds.train.image_loader)),
+    ]
+    for change in variants:
+        assert Dataset(**{**fields, **change}).fingerprint() != fp, change
+
+
+# ----------------------------------------------------------------------------- disk status
+
+
+def test_disk_status_of_each_case(data_root):
+    assert disk_status("toy-shapes").state == "ok"
+    state, msg = disk_status("Flowers102")
+    assert state == "missing" and str(data_root) in msg and "\n" not in msg
+
+    fakedata.write_coop(data_root, "Flowers102")
+    state, msg = disk_status("Flowers102")
+    assert state == "ok" and "coop-split" in msg
+    split_file = data_root / "oxford_flowers" / "split_zhou_OxfordFlowers.json"
+    good = split_file.read_text()
+    split_file.write_text(good[: len(good) // 2])  # truncated JSON
+    state, msg = disk_status("Flowers102")
+    assert state == "corrupt" and str(split_file) in msg and "JSONDecodeError" in msg
+    assert on_disk("Flowers102")  # what `make plan` used to trust
+    split_file.write_text(json.dumps({"train": [["x.jpg", 0]], "val": [], "test": []}))
+    assert disk_status("Flowers102").state == "corrupt"
+    split_file.unlink()  # images, no split file, no torchvision layout
+    state, msg = disk_status("Flowers102")
+    assert state == "no-split"
+    assert msg == (
+        f"images found under {data_root / 'oxford_flowers' / 'jpg'} but the split file {split_file} is "
+        f"missing (get it from {SPECS['Flowers102'].split_from})"
+    )
+
+    fakedata.write_tv_food101(data_root)
+    state, msg = disk_status("Food101")
+    assert state == "ok" and "torchvision" in msg
+    fakedata.write_coop(data_root, "DTD")
+    (data_root / "dtd" / "dtd" / "images" / "banded" / "banded_0001.jpg").unlink()  # the first train image
+    state, msg = disk_status("DTD")
+    assert state == "missing" and "banded_0001.jpg" in msg
+
+
+def test_disk_status_of_fgvc_and_imagenet(data_root):
+    assert disk_status("FGVCAircraft").state == "missing"
+    fakedata.write_fgvc(data_root / "fgvc_aircraft")
+    state, msg = disk_status("FGVCAircraft")
+    assert state == "ok" and "official-txt" in msg
+    txt = data_root / "fgvc_aircraft" / "images_variant_val.txt"
+    txt.write_text("1000001 Boeing 999\n")
+    state, msg = disk_status("FGVCAircraft")
+    assert state == "corrupt" and str(txt) in msg and "Boeing 999" in msg
+
+    assert disk_status("ImageNet").state == "missing"
+    fakedata.write_imagenet(data_root, classnames_txt=False)
+    state, msg = disk_status("ImageNet")  # 3 class folders, not 1000: open_clip's names do not fit
+    names = data_root / "imagenet" / "classnames.txt"
+    assert state == "no-split" and msg.startswith(f"images found under {data_root / 'imagenet' / 'images'}")
+    assert str(names) in msg and "drive.google.com" in msg
+    fakedata.write_imagenet(data_root)
+    assert disk_status("ImageNet").state == "ok"
+    names.write_text("n01440764 tench\nn01443537\n")
+    state, msg = disk_status("ImageNet")
+    assert state == "corrupt" and str(names) in msg and "line 2" in msg
+
+
+# ----------------------------------------------------------------------------- image files
+
+
+def test_unreadable_image_names_file_dataset_and_split(data_root):
+    fakedata.write_coop(data_root, "OxfordPets")
+    ds = load_dataset("pets")
+    bad = data_root / "oxford_pets" / "images" / ds.test.refs[1]
+    fakedata.truncate_jpeg(bad)
+    with pytest.raises(ImageReadError) as err:
+        ds.test.load_image(1)
+    msg = str(err.value)
+    assert msg.startswith(f"OxfordPets test: cannot read image {bad}: ")
+    assert "truncated" in msg and msg.endswith("Re-download it or remove it from the split")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, OSError)
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match=re.escape(f"OxfordPets test: cannot read image {bad}")):
+        ds.test.load_image(1)
+    bad.unlink()
+    with pytest.raises(ImageReadError, match="No such file"):
+        ds.test.load_image(1)
+    assert ds.test.load_image(0).mode == "RGB"
+
+
+def test_check_images_lists_what_is_missing(data_root):
+    fakedata.write_coop(data_root, "Caltech101", n_train=(20, 18, 25))
+    ds = load_dataset("caltech")
+    image_root = data_root / "caltech-101" / "101_ObjectCategories"
+    gone = ds.train.refs[3:10]
+    for ref in gone:
+        (image_root / ref).unlink()
+    check_images(ds.train.subset(range(3)))  # only what is asked for is checked
+    check_images(ds.test)
+    with pytest.raises(FileNotFoundError) as err:
+        check_images(ds.train)
+    msg = str(err.value)
+    assert msg.startswith(
+        f"Caltech101 train: 7 of {len(ds.train) - 3} images checked are missing under {image_root}"
+    )
+    assert str(image_root / gone[0]) in msg and "and 2 more" in msg and "DATASETS.md" in msg
+    with pytest.raises(FileNotFoundError, match="2 of 2 images checked"):  # missing ones are stat'ed again
+        check_images(ds.train, [gone[0], gone[1], ds.train.refs[0]])
+    check_images(load_dataset("toy-shapes").train)  # rendered images: nothing to check

@@ -1,4 +1,5 @@
 import hashlib
+import re
 import warnings
 
 import numpy as np
@@ -138,3 +139,44 @@ def test_resnet_features_do_not_depend_on_what_else_was_missing_from_the_cache(
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "other"))
     b = F.cached_features(rn, big, "train", np.arange(160), ["center"])  # with 127 others
     assert torch.equal(a[0, 0], b[0, 3])
+
+
+@pytest.fixture
+def pets(tmp_path):
+    import fakedata
+
+    from ptnl.data import load_dataset
+
+    root = tmp_path / "data"
+    fakedata.write_coop(root, "OxfordPets")
+    return load_dataset("OxfordPets", root=root), root / "oxford_pets" / "images"
+
+
+def test_missing_images_fail_before_any_encoding(bundle, pets, fresh_store, monkeypatch):
+    ds, image_root = pets
+    (image_root / ds.test.refs[4]).unlink()
+    (image_root / ds.train.refs[7]).unlink()
+    monkeypatch.setattr(F, "encode_images", lambda *a, **k: pytest.fail("encoded before checking the files"))
+    with pytest.raises(FileNotFoundError) as err:
+        F.cached_features(bundle, ds, "test", np.arange(len(ds.test)))
+    msg = str(err.value)
+    assert msg.startswith("OxfordPets test: 1 of 9 images checked are missing") and ds.test.refs[4] in msg
+    monkeypatch.undo()
+    # the few-shot subset is what is checked: a missing image outside it is no error
+    assert F.cached_features(bundle, ds, "train", [0, 1, 8]).shape == (1, 3, bundle.embed_dim)
+
+
+def test_unreadable_image_names_its_file_when_encoding(bundle, pets, fresh_store):
+    import fakedata
+
+    from ptnl.data import ImageReadError
+
+    ds, image_root = pets
+    fakedata.truncate_jpeg(image_root / ds.train.refs[2])
+    with pytest.raises(
+        ImageReadError,
+        match=re.escape(f"OxfordPets train: cannot read image {image_root / ds.train.refs[2]}"),
+    ):
+        F.cached_features(bundle, ds, "train", [0, 2])
+    with pytest.raises(ValueError, match="OxfordPets train: cannot read image"):
+        F.exact_batch(bundle, ds.train, [2], run_seed=1, epoch=1)

@@ -4,15 +4,25 @@ A ``Split`` is N images with integer labels. Images are addressed by a ``ref`` (
 to the dataset's image folder for real data, a stable id for the toy world) and materialised on
 demand by the split's ``image_loader``, so a 1.28M-image ImageNet split costs a list of strings,
 and the feature cache can key on refs.
+
+``Dataset.fingerprint()`` hashes what a run's numbers depend on (see its docstring); run ids
+include it through ``ptnl.data.identity``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
+
+
+class ImageReadError(OSError, ValueError):
+    """An image file that cannot be decoded. An OSError, as PIL's own errors are, and a ValueError,
+    so that the CLI's ``except (ValueError, FileNotFoundError)`` reports it in one line."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,3 +74,32 @@ class Dataset:
         """One prompt per class, class names with underscores as spaces (as CoOp does)."""
         t = self.template if template is None else template
         return [t.format(c.replace("_", " ")) for c in self.classnames]
+
+    def fingerprint(self) -> str:
+        """``"<split_source>:<16 hex digits>"``: a sha256 of the name, split source, template, class
+        names (cleaned) and, for train, val and test in turn, the ordered refs and labels.
+
+        Exact for everything but the pixels: an image file replaced under the same ref is not
+        seen (hashing 1.28M files is not cheap). The image folder is left out, so moving the data
+        elsewhere keeps the fingerprint. Computed once per Dataset (it is immutable).
+        """
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            h = hashlib.sha256()
+
+            def put(b: bytes) -> None:  # length-prefixed: no two sequences of fields hash alike
+                h.update(len(b).to_bytes(8, "little"))
+                h.update(b)
+
+            for text in ("ptnl-dataset-1", self.name, self.split_source, self.template):
+                put(text.encode())
+            put(json.dumps(list(self.classnames)).encode())
+            for part in ("train", "val", "test"):
+                sp = getattr(self, part)
+                put(f"{part}:{'none' if sp is None else len(sp)}".encode())
+                if sp is not None:
+                    put("\0".join(sp.refs).encode())  # a path never holds a NUL
+                    put(sp.labels.astype("<i8").tobytes())
+            cached = f"{self.split_source}:{h.hexdigest()[:16]}"
+            self.__dict__["_fingerprint"] = cached  # frozen dataclass: bypass __setattr__
+        return cached

@@ -28,14 +28,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
-from ptnl.data.base import Dataset, Split
+from ptnl.data.base import Dataset, ImageReadError, Split
 from ptnl.data.sampling import SPLIT_STREAM, rng_stream
 from ptnl.data.templates import TEMPLATES
 from ptnl.paths import data_root
@@ -202,13 +203,73 @@ def clean_classname(dataset: str, name: str) -> str:
     return name
 
 
-def _open_image(image_root: str, ref: str) -> Image.Image:
-    return Image.open(os.path.join(image_root, ref))
+# PIL's ways of saying "this file is not a readable image" (truncated, not an image, bad header).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
 
-def _split(image_root: Path, refs, labels) -> Split:
-    # partial of a module-level function: picklable, so DataLoader workers can load images.
-    return Split(tuple(refs), np.asarray(labels, dtype=np.int64), partial(_open_image, str(image_root)))
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image loader of a real split: ``root/ref``, decoded in full, errors naming the file.
+
+    A plain dataclass so it pickles (DataLoader workers under spawn), and so ``check_images`` can
+    find the files behind a split.
+    """
+
+    root: str
+    dataset: str
+    split: str
+
+    def path(self, ref: str) -> str:
+        return os.path.join(self.root, ref)
+
+    def __call__(self, ref: str) -> Image.Image:
+        path = self.path(ref)
+        try:
+            with open(path, "rb") as f:
+                img = Image.open(f)
+                img.load()  # PIL decodes lazily: a truncated file only fails here
+        except _DECODE_ERRORS as e:
+            raise ImageReadError(
+                f"{self.dataset} {self.split}: cannot read image {path}: {e}. Re-download it or remove it "
+                "from the split"
+            ) from e
+        return img
+
+
+def _split(image_root: Path, refs, labels, dataset: str, part: str) -> Split:
+    return Split(tuple(refs), np.asarray(labels, dtype=np.int64), ImageFiles(str(image_root), dataset, part))
+
+
+_PRESENT: dict[str, set[str]] = {}  # image folder -> refs found on disk by check_images in this process
+
+
+def check_images(split: Split, refs=None) -> None:
+    """Raise FileNotFoundError if an image of ``split`` (only ``refs`` of it, if given) is missing.
+
+    One stat per ref not yet found in this process (~1-3 s per million on a local disk), so it can
+    run right before encoding instead of a missing file surfacing minutes into it. A no-op for
+    splits whose images are not files (toy, synthetic).
+    """
+    files = split.image_loader
+    if not isinstance(files, ImageFiles):
+        return
+    present = _PRESENT.setdefault(files.root, set())
+    todo = [r for r in dict.fromkeys(split.refs if refs is None else refs) if r not in present]
+    missing = [r for r in todo if not os.path.isfile(files.path(r))]
+    present.update(todo)
+    present.difference_update(missing)
+    if missing:
+        shown = "\n  ".join(files.path(r) for r in missing[:5])
+        more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise FileNotFoundError(
+            f"{files.dataset} {files.split}: {len(missing)} of {len(todo)} images checked are missing under "
+            f"{files.root}:\n  {shown}{more}\nRe-download the dataset, or check that its folder is laid "
+            f"out as {COOP_DATASETS_MD} says."
+        )
+
+
+def _root(root) -> Path:
+    return Path(root).expanduser().resolve() if root is not None else data_root()
 
 
 def _first_existing(root: Path, candidates) -> Path | None:
@@ -310,6 +371,19 @@ def _load_coop(spec: Spec, root: Path) -> Dataset:
     image_root = _first_existing(root, spec.image_dirs)
     if image_root is None:
         raise missing_error(spec, root, detail=f"found {split_path.name} but no image folder")
+    items, classnames = _read_split_file(spec, split_path)
+    splits = {
+        k: _split(image_root, [p for p, _, _ in rows], [y for _, y, _ in rows], spec.name, k)
+        for k, rows in items.items()
+    }
+    _check_first_image(spec.name, image_root, splits)
+    val = splits["val"] if len(splits["val"]) else None
+    return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], val, splits["test"],
+                   "coop-split", str(image_root))  # fmt: skip
+
+
+def _read_split_file(spec: Spec, split_path: Path) -> tuple[dict[str, list], list[str]]:
+    """CoOp's split file: ``{part: [(path, label, classname), ...]}`` and the cleaned class names."""
     try:
         raw = json.loads(split_path.read_text())
         items = {k: [(str(p), int(y), str(c)) for p, y, c in raw[k]] for k in ("train", "val", "test")}
@@ -327,14 +401,7 @@ def _load_coop(spec: Spec, root: Path) -> Dataset:
                 )
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"{split_path}: labels must be 0..C-1, got {sorted(names)[:10]}...")
-    classnames = [clean_classname(spec.name, names[y]) for y in range(len(names))]
-    splits = {
-        k: _split(image_root, [p for p, _, _ in rows], [y for _, y, _ in rows]) for k, rows in items.items()
-    }
-    _check_first_image(spec.name, image_root, splits)
-    val = splits["val"] if len(splits["val"]) else None
-    return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], val, splits["test"],
-                   "coop-split", str(image_root))  # fmt: skip
+    return items, [clean_classname(spec.name, names[y]) for y in range(len(names))]
 
 
 def _load_fgvc(spec: Spec, root: Path) -> Dataset:
@@ -350,15 +417,15 @@ def _load_fgvc(spec: Spec, root: Path) -> Dataset:
         if not path.is_file():
             raise missing_error(spec, root, detail=f"no {path}")
         refs, labels = [], []
-        for line in path.read_text().splitlines():
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
             if not line.strip():
                 continue
-            image_id, variant = line.strip().split(" ", 1)  # "1025794 707-320"; variants may hold spaces
+            image_id, _, variant = line.strip().partition(" ")  # "1025794 707-320"; variants may hold spaces
             if variant not in index:
-                raise ValueError(f"{path}: variant {variant!r} is not in {variants}")
+                raise ValueError(f"{path}, line {n}: variant {variant!r} is not in {variants}")
             refs.append(f"{image_id}.jpg")
             labels.append(index[variant])
-        splits[part] = _split(data_dir / "images", refs, labels)
+        splits[part] = _split(data_dir / "images", refs, labels, spec.name, part)
     _check_first_image(spec.name, data_dir / "images", splits)
     return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], splits["val"], splits["test"],
                    "official-txt", str(data_dir / "images"))  # fmt: skip
@@ -369,22 +436,27 @@ def _listdir(path: Path, dirs: bool) -> list[str]:
         return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir() == dirs)
 
 
+def _imagenet_names(names_file: Path, wnids: list[str], train_dir: Path) -> list[str]:
+    """The class names of ``wnids`` from CoOp's ``classnames.txt`` (lines "<wnid> <name>")."""
+    wnid_to_name = {}
+    for n, line in enumerate(names_file.read_text().splitlines(), start=1):
+        if line.strip():
+            wnid, _, name = line.strip().partition(" ")
+            if not name:
+                raise ValueError(f"{names_file}, line {n}: expected '<wnid> <class name>', got {line!r}")
+            wnid_to_name[wnid] = name
+    unknown = [w for w in wnids if w not in wnid_to_name]
+    if unknown:
+        raise ValueError(f"{names_file} has no name for class folder(s) {unknown[:5]} of {train_dir}")
+    return [wnid_to_name[w] for w in wnids]
+
+
 def _load_imagenet(spec: Spec, root: Path) -> Dataset:
     image_root = root / spec.image_dirs[0]
     wnids = _listdir(image_root / "train", dirs=True)
     names_file = root / spec.folder / "classnames.txt"
     if names_file.is_file():
-        wnid_to_name = {}
-        for line in names_file.read_text().splitlines():
-            if line.strip():
-                wnid, name = line.strip().split(" ", 1)
-                wnid_to_name[wnid] = name
-        unknown = [w for w in wnids if w not in wnid_to_name]
-        if unknown:
-            raise ValueError(
-                f"{names_file} has no name for class folder(s) {unknown[:5]} of {image_root / 'train'}"
-            )
-        classnames = [wnid_to_name[w] for w in wnids]
+        classnames = _imagenet_names(names_file, wnids, image_root / "train")
     elif len(wnids) == 1000:
         # CoOp's classnames.txt is CLIP's curated list, which open_clip ships in the same (sorted wnid) order.
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
@@ -411,7 +483,7 @@ def _load_imagenet(spec: Spec, root: Path) -> Dataset:
             files = _listdir(part_dir / wnid, dirs=False)
             refs += [f"{part}/{wnid}/{f}" for f in files]
             labels += [y] * len(files)
-        splits[part] = _split(image_root, refs, labels)
+        splits[part] = _split(image_root, refs, labels, spec.name, "test" if part == "val" else part)
     # ImageNet: the official val set is the test set, as in CoOp; there is no separate val split.
     return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], None, splits["val"],
                    "imagenet-folders", str(image_root))  # fmt: skip
@@ -494,7 +566,7 @@ def _load_torchvision(spec: Spec, root: Path) -> Dataset:
         parts = _split_per_class([r for r, _ in pairs], [y for _, y in pairs], len(classnames))
 
     image_root = Path(image_root)
-    splits = {k: _split(image_root, refs, labels) for k, (refs, labels) in parts.items()}
+    splits = {k: _split(image_root, refs, labels, spec.name, k) for k, (refs, labels) in parts.items()}
     classnames = [clean_classname(spec.name, c) for c in classnames]
     return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], splits.get("val"), splits["test"],
                    source, str(image_root))  # fmt: skip
@@ -508,7 +580,7 @@ def on_disk(name: str, root: str | Path | None = None) -> bool:
     if isinstance(name, str) and name.lower().startswith("toy-"):
         return True  # rendered on demand
     spec = SPECS[resolve_name(name)]
-    root = Path(root).expanduser().resolve() if root is not None else data_root()
+    root = _root(root)
     if coop_available(spec, root):
         return True
     return spec.torchvision is not None and (root / TORCHVISION[spec.torchvision][0]).is_dir()
@@ -527,7 +599,7 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     spec = SPECS[resolve_name(name)]
     if source not in SOURCES:
         raise ValueError(f"source={source!r}; use one of {SOURCES}")
-    root = Path(root).expanduser().resolve() if root is not None else data_root()
+    root = _root(root)
     if source == "coop" or (source == "auto" and (coop_available(spec, root) or spec.torchvision is None)):
         return _load_coop(spec, root)
     if source == "torchvision":
@@ -537,3 +609,179 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
     if (root / TORCHVISION[spec.torchvision][0]).is_dir():
         return _load_torchvision(spec, root)
     raise missing_error(spec, root)
+
+
+# ----------------------------------------------------------------------------- identity and disk status
+
+MISSING = "missing"  # identity() of a dataset that is not on disk
+CORRUPT = "corrupt"  # identity() of one whose split or class-name file does not parse
+
+FGVC_FILES = ("variants.txt", "images_variant_train.txt", "images_variant_val.txt", "images_variant_test.txt")
+# What torchvision's classes read their split and class names from, under data_root() (besides
+# the folder in TORCHVISION; for Caltech101 and EuroSAT that folder's listing is the split).
+TORCHVISION_FILES = {
+    "OxfordIIITPet": ("oxford-iiit-pet/annotations/trainval.txt", "oxford-iiit-pet/annotations/test.txt"),
+    "Food101": ("food-101/meta/train.json", "food-101/meta/test.json"),
+    "DTD": tuple(f"dtd/dtd/labels/{p}1.txt" for p in ("train", "val", "test")),
+    "Flowers102": ("flowers-102/imagelabels.mat", "flowers-102/setid.mat"),
+    "FGVCAircraft": tuple(f"fgvc-aircraft-2013b/data/{f}" for f in FGVC_FILES),
+    "StanfordCars": (
+        "stanford_cars/devkit/cars_meta.mat",
+        "stanford_cars/devkit/cars_train_annos.mat",
+        "stanford_cars/cars_test_annos_withlabels.mat",
+    ),
+    "Caltech101": (),
+    "EuroSAT": (),
+    "SUN397": ("SUN397/ClassName.txt",),
+}
+
+
+def _watched(spec: Spec) -> list[str]:
+    """Paths under the data root whose stat changes when what ``load_dataset(auto)`` reads changes."""
+    watched = list(spec.image_dirs)
+    if spec.split_file:
+        watched.append(f"{spec.folder}/{spec.split_file}")
+    if spec.name == "FGVCAircraft":
+        watched += [f"{d}/{f}" for d in spec.image_dirs for f in (*FGVC_FILES, "images")]
+    if spec.name == "ImageNet":
+        watched += [f"{spec.folder}/classnames.txt", *(f"{spec.image_dirs[0]}/{p}" for p in ("train", "val"))]
+    if spec.torchvision:
+        watched += [TORCHVISION[spec.torchvision][0], *TORCHVISION_FILES[spec.torchvision]]
+    return watched
+
+
+def _stat(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+_IDENTITIES: dict[tuple[str, str], tuple[tuple, str]] = {}  # (dataset, root) -> (stat key, identity)
+_TOY_IDENTITIES: dict[str, str] = {}  # toy tasks are code: fixed for the life of a process
+
+
+def identity(name: str, root: str | Path | None = None) -> str:
+    """A short stable string for the data a run on ``name`` reads: ``Dataset.fingerprint()`` of
+    ``load_dataset(name, root)`` (``"<split_source>:<16 hex>"``), ``MISSING`` if it is not on disk,
+    ``CORRUPT`` if its split or class-name file does not parse. Never raises for those, so run ids
+    can be computed for a plan before the data is there; loading then gives the full error.
+
+    Memoised per process, keyed by the (size, mtime_ns, inode) of every file and folder that picks
+    the route or holds the split (``_watched``): editing a split file, or adding CoOp's over a
+    torchvision download, is seen at the next call. Images added to or removed from class
+    folders (ImageNet, the torchvision route's listed folders) within one process are not; the
+    next process lists them again.
+    """
+    if isinstance(name, str) and name.lower().startswith("toy-"):
+        if name not in _TOY_IDENTITIES:
+            try:
+                _TOY_IDENTITIES[name] = load_dataset(name).fingerprint()
+            except ValueError:  # no such toy task: loading it says so, with the names that exist
+                return MISSING
+        return _TOY_IDENTITIES[name]
+    spec = SPECS[resolve_name(name)]
+    root = _root(root)
+    memo_key, disk_key = (spec.name, str(root)), tuple(_stat(root / p) for p in _watched(spec))
+    hit = _IDENTITIES.get(memo_key)
+    if hit is not None and hit[0] == disk_key:
+        return hit[1]
+    try:
+        ident = load_dataset(spec.name, root).fingerprint()
+    except FileNotFoundError:
+        ident = MISSING
+    except ValueError:
+        ident = CORRUPT
+    _IDENTITIES[memo_key] = (disk_key, ident)
+    return ident
+
+
+class DiskStatus(NamedTuple):
+    state: str  # "ok", "missing", "corrupt" or "no-split"
+    message: str  # one line, for `make plan`
+
+
+def disk_status(name: str, root: str | Path | None = None) -> DiskStatus:
+    """Whether ``load_dataset(name, root)`` would work, judged cheaply enough for `make plan`.
+
+    Split files are parsed (CoOp's JSON, FGVC's txt files, ImageNet's classnames.txt) and the
+    first image of each split is stat'ed, as loading does; image folders are not listed (ImageNet:
+    only train/'s class folders). The torchvision route is judged by its folder, as
+    ``load_dataset``'s "auto" choice is: its own files are read only when it loads.
+    """
+    if isinstance(name, str) and name.lower().startswith("toy-"):
+        return DiskStatus("ok", f"{name}: toy task, rendered on demand")
+    spec = SPECS[resolve_name(name)]
+    root = _root(root)
+    if spec.name == "ImageNet":
+        return _imagenet_status(spec, root)
+    if coop_available(spec, root):
+        try:
+            ds = _load_coop(spec, root)
+        except FileNotFoundError as e:
+            return DiskStatus("missing", str(e).splitlines()[0])
+        except ValueError as e:
+            return DiskStatus("corrupt", f"{spec.name}: {e}")
+        return DiskStatus(
+            "ok", f"{spec.name}: {ds.split_source} ({_split_path(spec, root)}), images in {ds.root}"
+        )
+    if spec.torchvision is not None and (root / TORCHVISION[spec.torchvision][0]).is_dir():
+        folder = root / TORCHVISION[spec.torchvision][0]
+        return DiskStatus(
+            "ok", f"{spec.name}: torchvision layout in {folder} (its official split, not CoOp's)"
+        )
+    images = _first_existing(root, spec.image_dirs)
+    if images is not None:
+        return DiskStatus(
+            "no-split",
+            f"images found under {images} but the split file {_split_path(spec, root)} is missing "
+            f"(get it from {spec.split_from})",
+        )
+    return DiskStatus(
+        "missing",
+        f"{spec.name} is not on disk under {root}; load_dataset({spec.name!r}) says which files it needs "
+        "and where they come from",
+    )
+
+
+def _split_path(spec: Spec, root: Path) -> Path:
+    if spec.name == "FGVCAircraft":  # the official txt files, in whichever data folder holds them
+        data_dir = next((root / d for d in spec.image_dirs if (root / d / FGVC_FILES[1]).is_file()), None)
+        return (data_dir or root / spec.image_dirs[0]) / FGVC_FILES[1]
+    return root / spec.folder / spec.split_file
+
+
+def _imagenet_status(spec: Spec, root: Path) -> DiskStatus:
+    image_root = root / spec.image_dirs[0]
+    names_file = root / spec.folder / "classnames.txt"
+    train, val = image_root / "train", image_root / "val"
+    if not train.is_dir() and not val.is_dir():
+        return DiskStatus(
+            "missing",
+            f"ImageNet is not on disk under {root} (no {image_root}/{{train,val}}/); load_dataset('ImageNet') "
+            "says which files it needs and where they come from",
+        )
+    if not (train.is_dir() and val.is_dir()):
+        absent = val if train.is_dir() else train
+        return DiskStatus(
+            "missing", f"ImageNet: no {absent} (class folders <wnid>/, as CoOp's DATASETS.md says)"
+        )
+    wnids = _listdir(train, dirs=True)  # 1000 names: the class folders, not the images
+    if names_file.is_file():
+        try:
+            _imagenet_names(names_file, wnids, train)
+        except ValueError as e:
+            return DiskStatus("corrupt", f"ImageNet: {e}")
+        return DiskStatus("ok", f"ImageNet: imagenet-folders ({names_file}), images in {image_root}")
+    if len(wnids) == 1000:
+        return DiskStatus(
+            "ok",
+            f"ImageNet: imagenet-folders, images in {image_root} (no {names_file}: open_clip's class names, "
+            "CLIP's list, in the same order)",
+        )
+    return DiskStatus(
+        "no-split",
+        f"images found under {image_root} but the class-name file {names_file} is missing "
+        f"(get it from {spec.split_from})",
+    )

@@ -61,6 +61,17 @@ def class_members(labels: np.ndarray, n_classes: int) -> list[np.ndarray]:
     return [order[bounds[c] : bounds[c + 1]] for c in range(n_classes)]
 
 
+def _short_hint(smallest: int) -> str:
+    # What a user can change from a run config (shots, dataset); allow_fewer is library-only.
+    other = "use another dataset or train split with more images per class"
+    if smallest == 0:
+        return f"A class with no training images cannot be drawn from: {other}."
+    return (
+        f"Lower shots to at most {smallest} (the smallest class's size), or {other} "
+        "(library callers: fewshot_indices(..., allow_fewer=True) takes all the images of short classes)."
+    )
+
+
 def fewshot_indices(
     labels, shots: int = SHOTS, seed: int = 1, allow_fewer: bool = False, n_classes: int | None = None
 ) -> np.ndarray:
@@ -89,6 +100,6 @@ def fewshot_indices(
         more = f" (and {len(short) - 20} more)" if len(short) > 20 else ""
         msg = f"{len(short)} class(es) have fewer than {shots} training images: {listing}{more}"
         if not allow_fewer:
-            raise ValueError(f"{msg}. Lower shots, or pass allow_fewer=True to take all their images.")
+            raise ValueError(f"{msg}. {_short_hint(min(short.values()))}")
         warnings.warn(f"{msg}; taking all of their images (allow_fewer=True).", stacklevel=2)
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
