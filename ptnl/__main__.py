@@ -15,6 +15,9 @@ A grid YAML file looks like
       noise_rate: [0.0, 0.125, 0.25, 0.5]
       seed: [1, 2, 3, 4]
 
+Sweeps resume where they stopped (Ctrl-C exits with 130), and two sweeps of one experiment, on
+one machine or several sharing results/, split its runs between them without training one twice.
+
 ``--set key=v1,v2`` adds (or replaces) an axis and ``--base key=v`` a fixed field; values are
 read as YAML scalars (``0.5``, ``true``, ``null``), dotted keys reach into dicts (``loss_params.q=0.7``).
 """
@@ -24,12 +27,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
+import time
 
 import yaml
 
-from ptnl.config import RunConfig
-from ptnl.sweep import grid, parse_shard, sweep, unflatten
+from ptnl.config import (
+    CLASS_TOKEN_POSITIONS,
+    CONFUSION_FROM,
+    FEATURE_MODES,
+    LOSSES,
+    METHODS,
+    NOISE_KINDS,
+    PRECISIONS,
+    REAL_DATASETS,
+    RunConfig,
+)
+from ptnl.sweep import grid, parse_shard, quiet, sweep, unflatten
 
 
 def _scalar(text: str):
@@ -43,16 +58,48 @@ def _pair(text: str) -> tuple[str, str]:
     return k.strip(), v
 
 
+# Help for the config flags: what a field takes, where a plain default says too little.
+FIELD_HELP = {
+    "dataset": "a CoOp dataset (" + ", ".join(REAL_DATASETS) + ") or a toy-* dataset",
+    "pretrained": '"default", "openai", a checkpoint file, or null for random weights',
+    "loss_params": "JSON, e.g. '{\"q\": 0.7}'",
+    "ctx_init": "a hand-crafted context to start from, or null for a random one",
+    "n_views": "views mode: augmented views per image; null = one per epoch",
+    "method": "one of " + ", ".join(METHODS),
+    "loss": "one of " + ", ".join(LOSSES),
+    "noise_kind": "one of " + ", ".join(NOISE_KINDS),
+    "confusion_from": "confusion noise only: one of " + ", ".join(CONFUSION_FROM),
+    "feature_mode": "one of " + ", ".join(FEATURE_MODES),
+    "class_token_position": "one of " + ", ".join(CLASS_TOKEN_POSITIONS),
+    "precision": "one of " + ", ".join(PRECISIONS),
+    "grad_ratio": "also record the per-epoch noisy/clean gradient-norm ratio",
+}
+
+
+def _field_help(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return f"required: {FIELD_HELP[f.name]}" if f.name in FIELD_HELP else "required"
+    shown = f"default: {json.dumps(default, default=str)}"  # as it is typed: null, true, "RN50", {}
+    text = f"{FIELD_HELP[f.name]} ({shown})" if f.name in FIELD_HELP else f"({shown})"
+    return text.replace("%", "%%")  # argparse formats help strings with %
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = argparse.SUPPRESS  # unset flags fall back to RunConfig's defaults
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        # Unset flags fall back to RunConfig's defaults.
+        kw = dict(default=argparse.SUPPRESS, help=_field_help(f), required=required)
         if f.name == "loss_params":
-            p.add_argument(flag, type=json.loads, default=default, help="JSON, e.g. '{\"q\": 0.7}'")
+            p.add_argument(flag, type=json.loads, **kw)
         elif f.type == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         else:
-            p.add_argument(flag, type=_scalar, default=default, help=f"(default: {f.default!r})")
+            p.add_argument(flag, type=_scalar, **kw)
 
 
 def _config_from_args(ns: argparse.Namespace) -> RunConfig:
@@ -144,7 +191,7 @@ def main(argv=None) -> int:
     p_sw.add_argument(
         "--group", type=int, default=1, help="train up to this many prompt runs in one batched pass"
     )
-    p_sw.add_argument("--device", default=None)
+    p_sw.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p_sw.add_argument("--dry-run", action="store_true", help="list the runs only")
 
     p_co = sub.add_parser("collect", help="print (or save) one table of an experiment's finished runs")
@@ -168,7 +215,17 @@ def main(argv=None) -> int:
             from ptnl import engine
 
             cfg = _config_from_args(ns)
-            metrics = engine.run(cfg, ns.experiment, device=ns.device)
+            start = time.time()
+            try:
+                metrics = engine.run(cfg, ns.experiment, device=ns.device, progress=not quiet())
+            except KeyboardInterrupt:
+                from ptnl.store import is_done
+
+                print(
+                    f"\ninterrupted after {time.time() - start:.0f}s: {int(is_done(cfg, ns.experiment))}/1 "
+                    "runs done; run the same command again to resume"
+                )
+                raise
             print(json.dumps({"run_id": cfg.run_id, **metrics}, indent=2, default=str))
         elif ns.cmd == "sweep":
             configs, experiment = _grid_from_args(ns)
@@ -198,8 +255,16 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the resume line is printed; no traceback
+        return 130
     return 0
 
 
+def _terminate(signum, frame):
+    # SIGTERM (a cluster's time limit, kill) unwinds like Ctrl-C, so claims are released.
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())

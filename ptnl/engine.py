@@ -30,6 +30,7 @@ with fp16 autocast on the GPU and an fp32 forward on the CPU. Losses are always 
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from dataclasses import dataclass
 
@@ -112,14 +113,17 @@ class Run:
 
 def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
     """Load (or take) the dataset and backbone, draw the few-shot set and its noisy labels."""
-    from ptnl.data import fewshot_indices
+    from ptnl.data import check_images, fewshot_indices
     from ptnl.noise import add_noise
 
     device = resolve_device(device)
     precision = resolve_precision(cfg.precision, device)
     ds = dataset if dataset is not None else _load_dataset(cfg.dataset)
-    bundle = bundle if bundle is not None else _load_clip(cfg.backbone, cfg.pretrained, str(device))
     idx = fewshot_indices(ds.train.labels, cfg.shots, cfg.seed, n_classes=ds.n_classes)
+    # Every image the run will read is checked before the backbone loads or anything is encoded.
+    check_images(ds.train, [ds.train.refs[i] for i in idx])
+    check_images(ds.test)
+    bundle = bundle if bundle is not None else _load_clip(cfg.backbone, cfg.pretrained, str(device))
     true = ds.train.labels[idx]
     scores = None
     if cfg.noise_kind == "confusion" and cfg.noise_rate > 0:
@@ -593,24 +597,29 @@ def train_and_evaluate(cfg: RunConfig, device=None, progress=False) -> dict:
 
 
 def run(config: RunConfig, experiment: str | None = None, device=None, progress=False) -> dict:
-    """Train and evaluate ``config``; with ``experiment``, through the run store (a finished run
-    is loaded, not redone)."""
+    """Train and evaluate ``config``; with ``experiment``, through the run store: a finished run
+    is loaded, not redone, and a new one is trained under its claim and written whole once it has
+    succeeded (a failure leaves nothing). If another live process is training it, this waits for
+    that process's result (``store`` explains claims)."""
     if experiment is None:
         return train_and_evaluate(config, device, progress)
-    done = store.load_metrics(config, experiment)
-    if done is not None:
-        return done
-    store.start_run(config, experiment)
-    metrics = train_and_evaluate(config, device, progress)
-    store.finish_run(config, experiment, metrics)
-    return metrics
+
+    def train(cs):
+        metrics = train_and_evaluate(cs[0], device, progress)
+        store.write_run(cs[0], experiment, metrics)
+        return {cs[0].run_id: metrics}
+
+    trained = claimed([config], experiment, train)
+    return trained[config.run_id] if config.run_id in trained else store.load_metrics(config, experiment)
 
 
 def run_group(configs, experiment: str | None = None, device=None, progress=False) -> list[dict]:
     """Train R prompt-tuning runs that share backbone, dataset, method and shape (they may differ
     in seed, noise, loss and optimiser settings; ``sweep.GROUP_FREE_FIELDS``) in one batched text
     pass per step. Each run keeps its own context, optimizer state, data order and views, so its
-    metrics equal ``run(config)``'s up to float rounding. Returns the metrics in config order."""
+    metrics equal ``run(config)``'s up to float rounding. Returns the metrics in config order.
+    With ``experiment``, runs are claimed and stored as ``run`` does; runs that another process
+    holds are left to it and waited for."""
     from ptnl.sweep import group_key, groupable
 
     configs = list(configs)
@@ -621,14 +630,9 @@ def run_group(configs, experiment: str | None = None, device=None, progress=Fals
         raise ValueError(f"run_group trains prompt methods on cached features only, got {bad[0]}")
     if len({group_key(c) for c in configs}) > 1:
         raise ValueError("run_group needs configs that differ only in " + ", ".join(_free_fields()))
-    todo = [c for c in configs if experiment is None or not store.is_done(c, experiment)]
-    todo = list({c.run_id: c for c in todo}.values())
-    done = {}
-    if todo:
+
+    def train(todo):
         t0 = time.perf_counter()
-        if experiment is not None:
-            for c in todo:
-                store.start_run(c, experiment)
         runs = [prepare(c, device) for c in todo]
         modules = [
             build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
@@ -638,17 +642,50 @@ def run_group(configs, experiment: str | None = None, device=None, progress=Fals
         hists = fit(runs, modules, [feature_source(r, progress, b) for r, b in zip(runs, banks)], progress)
         test = test_features(runs[0], progress)
         seconds = (time.perf_counter() - t0) / len(runs)  # the group's time, shared out
+        out = {}
         for r, m, h, b in zip(runs, modules, hists, banks):
             acc = evaluate(m, test, r.dataset.test.labels, r.device, r.precision)
-            done[r.cfg.run_id] = {
+            out[r.cfg.run_id] = {
                 "test_acc": acc,
                 **h,
                 **training_fit(m, r, progress, b),
                 **_context_metrics(r, seconds, len(runs)),
             }
             if experiment is not None:
-                store.finish_run(r.cfg, experiment, done[r.cfg.run_id])
+                store.write_run(r.cfg, experiment, out[r.cfg.run_id])
+        return out
+
+    todo = list({c.run_id: c for c in configs}.values())
+    done = train(todo) if experiment is None else claimed(todo, experiment, train)
     return [done[c.run_id] if c.run_id in done else store.load_metrics(c, experiment) for c in configs]
+
+
+def claimed(configs: list[RunConfig], experiment: str, train) -> dict[str, dict]:
+    """``train(configs) -> {run_id: metrics}`` (which stores them) on those of ``configs`` not done
+    yet, each under its claim. Runs another live process holds are left to it and polled for until
+    they are done, or trained here if it dies. Returns the metrics of the runs trained here."""
+    store.clean(experiment)
+    out, todo, told = {}, list(configs), False
+    while todo := [c for c in todo if not store.is_done(c, experiment)]:
+        held = [c for c in todo if store.claim(c, experiment)]
+        try:
+            mine = [c for c in held if not store.is_done(c, experiment)]  # it finished before we claimed it
+            if mine:
+                out.update(train(mine))
+        finally:
+            for c in held:
+                store.release(c, experiment)
+        if not held:
+            if not told:
+                print(
+                    f"waiting for {len(todo)} run(s) that another process is training: "
+                    f"{store.holder(todo[0], experiment)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                told = True
+            time.sleep(store.POLL_SECONDS)
+    return out
 
 
 def _free_fields():

@@ -2,6 +2,9 @@
 
 A sweep is resumable by construction: every finished run has its ``done`` marker, so rerunning
 the same command skips them, and Ctrl-C or a killed process loses at most the run in flight.
+Runs are claimed one by one in the store, so two processes sweeping the same grid split it
+between them without training any run twice.
+
 ``shard=(i, n)`` keeps every n-th pending-or-done run starting at i (0-based), in grid order, so
 n processes (or GPUs) given the same grid and shards 0/n ... (n-1)/n split it without talking
 to each other.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -143,6 +147,10 @@ def sweep(
     ``group_size > 1`` trains groupable prompt-tuning runs (same backbone, dataset, method,
     shots, ... ; different seeds, noise, losses) ``group_size`` at a time in one batched text
     pass. The progress bar counts pending runs only, so its ETA is the time left.
+
+    Each run is trained under its claim (``store``), so sweeps of one experiment may run side by
+    side: runs another live process holds are skipped, then waited for at the end (and trained
+    here if that process dies), so the metrics returned are complete.
     """
     from tqdm.auto import tqdm
 
@@ -150,18 +158,45 @@ def sweep(
 
     if isinstance(shard, str):
         shard = parse_shard(shard)
+    store.clean(experiment)
     mine = take_shard(list(configs), shard)
     pending = [c for c in mine if not store.is_done(c, experiment)]
     label = f"{experiment}" + (f" [{shard[0]}/{shard[1]}]" if shard else "")
     bar = tqdm(total=len(pending), desc=label, unit="run", disable=quiet(progress))
-    start = time.time()
+    counted = set()
+
+    def tick(cs):
+        new = [c.run_id for c in cs if c.run_id not in counted and store.is_done(c, experiment)]
+        counted.update(new)
+        bar.update(len(new))
+
+    start, todo, told = time.time(), pending, False
     try:
-        for batch in _batches(pending, group_size):
-            if len(batch) == 1:
-                engine.run(batch[0], experiment, device=device)
-            else:
-                engine.run_group(batch, experiment, device=device)
-            bar.update(len(batch))
+        while todo:
+            for batch in _batches(todo, group_size):
+                held = [c for c in batch if store.claim(c, experiment)]
+                try:
+                    ready = [c for c in held if not store.is_done(c, experiment)]
+                    if len(ready) == 1:
+                        engine.run(ready[0], experiment, device=device)
+                    elif ready:
+                        engine.run_group(ready, experiment, device=device)
+                finally:
+                    for c in held:
+                        store.release(c, experiment)
+                tick(batch)
+            tick(todo)
+            todo = [c for c in todo if c.run_id not in counted]
+            if todo:  # held by other processes: poll until they are done or their owner dies
+                if not told:
+                    print(
+                        f"\nwaiting for {len(todo)} run(s) that other processes are training, e.g. "
+                        f"{store.holder(todo[0], experiment)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    told = True
+                time.sleep(store.POLL_SECONDS)
     except KeyboardInterrupt:
         bar.close()
         n_done = sum(store.is_done(c, experiment) for c in mine)

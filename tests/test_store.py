@@ -74,3 +74,107 @@ def test_collect_missing_and_empty(fresh_store):
     paths.experiment_dir("empty").mkdir(parents=True)
     df = store.collect("empty")
     assert len(df) == 0 and "noise_rate" in df.columns
+
+
+def _claim_as(cfg, experiment, pid, host=None):
+    """A claim file as another process would have written it."""
+    p = store.claim_path(cfg, experiment)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"pid": pid, "host": host or store.HOST, "started": 0.0}))
+    return p
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_write_run_appears_whole_and_replaces_an_unfinished_folder(fresh_store):
+    a = RunConfig(dataset="DTD")
+    store.start_run(a, "exp")  # a folder an interrupted in-place writer left
+    d = store.write_run(a, "exp", {"test_acc": 0.5}, files={"prompt.pt": b"ctx"})
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "done", "metrics.json", "prompt.pt"]
+    assert store.load_metrics(a, "exp") == {"test_acc": 0.5} and (d / "prompt.pt").read_bytes() == b"ctx"
+    assert [p.name for p in d.parent.iterdir()] == [a.run_id]  # no temporary sibling left
+
+    class Boom:
+        def tolist(self):
+            raise RuntimeError("boom")
+
+    b = a.replace(seed=2)
+    with pytest.raises(RuntimeError):
+        store.write_run(b, "exp", {"test_acc": Boom()})
+    assert [p.name for p in d.parent.iterdir()] == [a.run_id]  # nothing of b, no temporary folder
+    assert not store.is_done(b, "exp")
+
+
+def test_claims_are_exclusive_and_stale_ones_taken_over(fresh_store):
+    import os
+
+    a, b, c, e = (RunConfig(dataset="DTD", seed=s) for s in (1, 2, 3, 4))
+    assert store.claim(a, "exp") and store.claim(a, "exp")  # this process holds it, however often asked
+    rec = json.loads(store.claim_path(a, "exp").read_text())
+    assert rec["pid"] == os.getpid() and rec["host"] == store.HOST and rec["started"] > 0
+    store.release(a, "exp")
+    assert not store.claim_path(a, "exp").exists()
+
+    live = _claim_as(b, "exp", os.getppid())  # pytest's parent: alive, and not us
+    assert not store.claim(b, "exp")
+    store.release(b, "exp")  # someone else's claim stays
+    assert json.loads(live.read_text())["pid"] == os.getppid() and "pid" in store.holder(b, "exp")
+    _claim_as(c, "exp", _dead_pid(), host="elsewhere")  # another host's pid says nothing here
+    assert not store.claim(c, "exp")
+
+    _claim_as(e, "exp", _dead_pid())  # its process is gone: taken over
+    assert store.claim(e, "exp")
+    assert json.loads(store.claim_path(e, "exp").read_text())["pid"] == os.getpid()
+
+
+def test_an_empty_claim_is_stale_only_once_old(fresh_store):
+    import os
+    import time
+
+    a = RunConfig(dataset="DTD")
+    p = store.claim_path(a, "exp")
+    p.parent.mkdir(parents=True)
+    p.write_text("")  # created, its record not written yet
+    assert not store.claim(a, "exp")
+    old = time.time() - store.STUCK_SECONDS - 5
+    os.utime(p, (old, old))  # its writer died between create and write
+    assert store.claim(a, "exp")
+
+
+def test_clean_removes_old_temporary_files_and_dead_claims_only(fresh_store):
+    import os
+    import time
+
+    a, b = RunConfig(dataset="DTD"), RunConfig(dataset="DTD", seed=2)
+    d = store.write_run(a, "exp", {"test_acc": 1.0})
+    root = d.parent
+    unfinished = store.start_run(RunConfig(dataset="DTD", seed=3), "exp")  # killed while writing in place
+    old_file, new_file = root / ".x.json.123.ab.tmp", root / ".y.tmp"
+    old_in_run = unfinished / ".metrics.json.123.cd.tmp"
+    old_dir = root / f".{b.run_id}.123.ef.tmp"
+    old_dir.mkdir()
+    (old_dir / "config.json").write_text("{}")
+    for p in (old_file, old_in_run, new_file):
+        p.write_text("half")
+    t = time.time() - store.STALE_TMP_SECONDS - 5
+    for p in (old_file, old_in_run, old_dir):
+        os.utime(p, (t, t))
+    dead = _claim_as(b, "exp", _dead_pid())
+    live = _claim_as(a, "exp", os.getppid())
+    guard = dead.with_name(dead.name + ".takeover")
+    guard.write_text("")
+    os.utime(guard, (t, t))
+    store.clean("exp")
+    assert not old_file.exists() and not old_in_run.exists() and not old_dir.exists()
+    assert not dead.exists() and not guard.exists()
+    assert new_file.exists() and live.exists()  # possibly a write in flight; a live owner
+    assert store.is_done(a, "exp") and len(store.collect("exp")) == 1
+    store.clean("never-run")  # no folder: nothing to do, nothing created
+    assert not paths.experiment_dir("never-run").exists()

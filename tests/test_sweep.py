@@ -186,3 +186,208 @@ def test_cli_ratio_reports_drops_and_seed_intervals(fresh_store, capsys):
     assert "mean ratio 0.20; 1 seed per dataset: no interval" in capsys.readouterr().out
     assert main(["ratio", "r", "--where", "epoch=50"]) == 2
     assert "'epoch' is not a field" in capsys.readouterr().err
+
+
+# -- claims, failures and leftovers: several processes on one store ----------------------------------
+
+
+def _claim_as(cfg, experiment, pid, host=None):
+    """A claim file as another process would have written it."""
+    p = store.claim_path(cfg, experiment)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"pid": pid, "host": host or store.HOST, "started": 0.0}))
+    return p
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _wait_until(cond, timeout=60.0):
+    import time
+
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _in_thread(fn):
+    import threading
+
+    out = {}
+
+    def target():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # handed to the test
+            out["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, out
+
+
+@pytest.fixture
+def tiny_world(fresh_store, tmp_path, monkeypatch):
+    """A tiny random CLIP and a synthetic dataset: real runs that take a fraction of a second."""
+    from ptnl import engine
+    from ptnl.bench import register_tiny_clip, synthetic_dataset
+
+    tiny = register_tiny_clip("ptnl-tiny-sweep", tmp_path)
+    data = synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2)
+    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
+    monkeypatch.setattr(store, "POLL_SECONDS", 0.05, raising=False)
+    base = dict(dataset="toy-synthetic", backbone=tiny, pretrained=None, epochs=1, shots=2, n_ctx=2)
+    return {**base, "feature_mode": "center", "batch_size": 4}
+
+
+def _leftovers(experiment):
+    root = paths.experiment_dir(experiment)
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.name[0] != ".")
+
+
+def test_failed_runs_leave_nothing_in_the_store(tiny_world, monkeypatch):
+    from ptnl import engine
+
+    good = RunConfig(**tiny_world)
+    with pytest.raises(Exception):  # noqa: B017 (whatever the loader raises)
+        engine.run(good.replace(backbone="no-such-backbone"), "exp")
+    with pytest.raises(ValueError):
+        engine.run(good.replace(shots=50), "exp")  # more shots than the dataset has
+
+    def boom(*a, **k):
+        raise RuntimeError("mid-training")
+
+    monkeypatch.setattr(engine, "fit", boom)
+    with pytest.raises(RuntimeError):
+        engine.run(good, "exp")
+    with pytest.raises(RuntimeError):
+        engine.run_group([good, good.replace(seed=2)], "exp")
+    assert _leftovers("exp") == [] and len(store.collect("exp")) == 0  # no run folder, no claim
+
+
+def test_engine_run_waits_for_a_live_owner_and_takes_over_a_dead_ones(fresh_store, monkeypatch):
+    import os
+
+    from ptnl import engine
+
+    monkeypatch.setattr(store, "POLL_SECONDS", 0.05, raising=False)
+    trained = []
+    monkeypatch.setattr(
+        engine, "train_and_evaluate", lambda c, *a: trained.append(c.seed) or {"test_acc": 0.1}
+    )
+    a, b = RunConfig(dataset="DTD"), RunConfig(dataset="DTD", seed=2)
+    claim = _claim_as(a, "exp", os.getppid())  # a live process (pytest's parent) trains it
+    t, out = _in_thread(lambda: engine.run(a, "exp"))
+    t.join(0.5)
+    assert t.is_alive() and not store.is_done(a, "exp")
+    store.finish_run(a, "exp", {"test_acc": 0.9})  # ... and finishes
+    claim.unlink()
+    t.join(30)
+    assert out == {"value": {"test_acc": 0.9}} and trained == []
+
+    _claim_as(b, "exp", _dead_pid())
+    assert engine.run(b, "exp") == {"test_acc": 0.1} and trained == [2]
+    assert not store.claim_path(b, "exp").exists() and store.load_metrics(b, "exp") == {"test_acc": 0.1}
+
+
+def test_run_group_leaves_a_claimed_run_to_its_owner(tiny_world):
+    import os
+
+    from ptnl import engine
+
+    a, b = RunConfig(**tiny_world), RunConfig(**tiny_world, seed=2)
+    claim = _claim_as(b, "exp", os.getppid())
+    t, out = _in_thread(lambda: engine.run_group([a, b], "exp"))
+    _wait_until(lambda: store.is_done(a, "exp"))
+    t.join(0.3)
+    assert t.is_alive() and not store.is_done(b, "exp")
+    store.finish_run(b, "exp", {"test_acc": 0.9})
+    claim.unlink()
+    t.join(30)
+    assert out["value"][1] == {"test_acc": 0.9} and out["value"][0] == store.load_metrics(a, "exp")
+
+
+def test_sweep_skips_runs_a_live_process_holds_then_waits_for_them(fresh_store, fake_engine, monkeypatch):
+    import os
+
+    monkeypatch.setattr(store, "POLL_SECONDS", 0.05, raising=False)
+    cs = sweep.grid({"dataset": "DTD"}, {"seed": [1, 2, 3]})
+    claim = _claim_as(cs[0], "exp", os.getppid())
+    t, out = _in_thread(lambda: sweep.sweep(cs, "exp", progress=False))
+    _wait_until(lambda: store.is_done(cs[2], "exp"))
+    t.join(0.3)
+    assert t.is_alive() and fake_engine == [[cs[1].run_id], [cs[2].run_id]]  # went on with the others
+    store.finish_run(cs[0], "exp", {"test_acc": 0.9})
+    claim.unlink()
+    t.join(30)
+    assert out["value"] == [{"test_acc": 0.9}, {"test_acc": 0.0}, {"test_acc": 0.0}]
+    assert fake_engine == [[cs[1].run_id], [cs[2].run_id]]
+
+
+def test_sweep_takes_over_a_dead_processs_claim_and_cleans_its_leftovers(fresh_store, fake_engine):
+    import os
+    import time
+
+    cs = sweep.grid({"dataset": "DTD"}, {"seed": [1, 2]})
+    claim = _claim_as(cs[1], "exp", _dead_pid())
+    root = paths.experiment_dir("exp")
+    old, new = root / f".{cs[0].run_id}.99.ab.tmp", root / ".metrics.json.99.cd.tmp"
+    old.mkdir()
+    new.write_text("{")
+    t = time.time() - store.STALE_TMP_SECONDS - 1
+    os.utime(old, (t, t))
+    assert len(sweep.sweep(cs, "exp", progress=False)) == 2
+    assert fake_engine == [[cs[0].run_id], [cs[1].run_id]] and not claim.exists()
+    assert not old.exists() and new.exists()  # a recent one may be a write in flight
+
+
+def _sweep_child(configs, group_size, log, go, out):
+    # Runs in a forked process: logs each run it trains (engine.prepare runs once per trained run).
+    import os
+    import time
+
+    from ptnl import engine
+
+    real = engine.prepare
+
+    def prepare(cfg, *a, **k):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {cfg.run_id}\n")
+        time.sleep(0.1)  # long enough for the two sweeps to overlap
+        return real(cfg, *a, **k)
+
+    engine.prepare = prepare
+    go.wait(60)
+    out.write_text(json.dumps(sweep.sweep(configs, "race", group_size=group_size, progress=False)))
+
+
+def test_two_processes_sweeping_one_grid_train_each_run_once(tiny_world, tmp_path):
+    import collections
+    import multiprocessing
+
+    cs = sweep.grid(tiny_world, {"seed": [1, 2, 3, 4, 5, 6]})
+    ctx = multiprocessing.get_context("fork")
+    go, log = ctx.Event(), tmp_path / "trained.log"
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    procs = [ctx.Process(target=_sweep_child, args=(cs, g, log, go, o)) for g, o in zip((1, 2), outs)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    counts = collections.Counter(line.split()[1] for line in log.read_text().splitlines())
+    assert counts == collections.Counter({c.run_id: 1 for c in cs})  # every run trained, none twice
+    a, b = (json.loads(o.read_text()) for o in outs)
+    assert a == b and all(m is not None for m in a)  # both sweeps return the complete grid
+    assert len(store.collect("race")) == 6 and _leftovers("race") == sorted(
+        p
+        for c in cs
+        for p in (c.run_id, f"{c.run_id}/config.json", f"{c.run_id}/done", f"{c.run_id}/metrics.json")
+    )

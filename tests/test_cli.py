@@ -1,0 +1,121 @@
+"""``python -m ptnl``: help text, Ctrl-C, progress bars (the sweep commands' logic is in test_sweep)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ptnl import paths, store
+
+
+@pytest.mark.parametrize("cmd", [[], ["run"], ["sweep"], ["collect"], ["ratio"]])
+def test_help_shows_no_python_internals(cmd, capsys):
+    from ptnl.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*cmd, "--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0 and "usage:" in text
+    assert "object at" not in text and "_MISSING_TYPE" not in text and "<dataclasses" not in text
+    if cmd == ["run"]:
+        assert "--dataset DATASET     required" in text and '(default: "RN50")' in text
+        assert "(default: 50)" in text and "(default: null)" in text and "(default: false)" in text
+
+
+def test_run_without_dataset_is_a_usage_error(capsys):
+    from ptnl.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--experiment", "x"])
+    assert e.value.code == 2 and "--dataset" in capsys.readouterr().err
+
+
+def test_ctrl_c_prints_the_resume_line_and_exits_130(fresh_store, monkeypatch, capsys):
+    from ptnl import engine
+    from ptnl.__main__ import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    def cli(argv):
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            pytest.fail("KeyboardInterrupt escaped main (a traceback on the command line)")
+
+    monkeypatch.setattr(engine, "run", interrupted)
+    assert cli(["run", "--experiment", "cc", "--dataset", "DTD"]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted after" in out and "0/1 runs done; run the same command again to resume" in out
+    assert cli(["sweep", "--experiment", "cc", "--base", "dataset=DTD", "--set", "seed=1,2"]) == 130
+    out = capsys.readouterr().out
+    assert "0/2 runs of this shard are done; run the same command again to resume" in out
+
+
+def test_cli_run_passes_progress_unless_tqdm_disable(fresh_store, monkeypatch, capsys):
+    from ptnl import engine
+    from ptnl.__main__ import main
+
+    seen = []
+    monkeypatch.setattr(
+        engine, "run", lambda cfg, exp, device=None, progress=False: seen.append(progress) or {}
+    )
+    argv = ["run", "--experiment", "p", "--dataset", "DTD"]
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert main(argv) == 0
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert main(argv) == 0
+    assert seen == [True, False]
+
+
+def _ptnl_run(tmp_path, *extra, quiet):
+    env = {**os.environ, "PTNL_RESULTS": str(tmp_path / "results"), "OMP_NUM_THREADS": "1"}
+    env.pop("TQDM_DISABLE", None)
+    if quiet:
+        env["TQDM_DISABLE"] = "1"
+    argv = ["--experiment", "cli", "--dataset", "toy-shapes", "--backbone", "toy-rn", "--pretrained", "null"]
+    argv += ["--shots", "1", "--feature-mode", "center", *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ptnl", "run", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_real_run_shows_progress_and_ctrl_c_leaves_nothing(tmp_path, monkeypatch):
+    proc = _ptnl_run(tmp_path, "--epochs", "100000", quiet=False)
+    err, deadline = b"", time.time() + 120
+    os.set_blocking(proc.stderr.fileno(), False)
+    while b"epoch" not in err:  # the engine's epoch bar (tqdm writes \r, not lines)
+        assert proc.poll() is None and time.time() < deadline, err.decode()
+        err += os.read(proc.stderr.fileno(), 65536) if _readable(proc.stderr) else b""
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, rest = proc.communicate(timeout=60)
+    err = err.decode() + rest
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again to resume" in out
+    monkeypatch.setenv("PTNL_RESULTS", str(tmp_path / "results"))
+    assert len(store.collect("cli")) == 0
+    assert [p.name for p in paths.experiment_dir("cli").iterdir() if p.name[0] != "."] == []
+
+
+def _readable(f):
+    import select
+
+    return bool(select.select([f], [], [], 0)[0])
+
+
+@pytest.mark.slow
+def test_real_run_is_quiet_with_tqdm_disable(tmp_path):
+    proc = _ptnl_run(tmp_path, "--epochs", "2", quiet=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "epoch" not in err and "%|" not in err and json.loads(out)["n_train"] > 0
