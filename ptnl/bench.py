@@ -16,6 +16,9 @@ Rows (each measured in its own subprocess, so peak memory is that mode's alone):
 - ``group16``    16 views-mode runs (seeds 1..16) trained together in one batched text pass;
                  reported as runs per hour against 16 sequential ``views`` runs.
 
+``run_benchmarks(..., in_process=True)`` (what ``ptnl.gpucheck`` uses on the GPU) measures the same
+rows in one process instead, without an interpreter and CUDA start-up per row.
+
 Backbones RN50 and ViT-B-32 with random weights (no download), 37 classes (OxfordPets' size),
 one training image per class (37 images, one step of 32 per epoch: the step cost does not depend
 on the dataset size). ``--smoke`` runs the same rows on a tiny random backbone in seconds.
@@ -25,6 +28,7 @@ Writes ``build/bench.json`` and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -180,9 +184,12 @@ def reference_fit(run, ref: CoOpReference, on_step=None) -> list[float]:
 
 
 def _setup(backbone: str, device: str, n_classes: int):
+    import open_clip
+
     from ptnl.clip import load_clip
 
-    if backbone.startswith("ptnl-tiny"):
+    # a worker process registers the tiny config itself; in-process callers may have their own
+    if backbone.startswith("ptnl-tiny") and open_clip.get_model_config(backbone) is None:
         register_tiny_clip(backbone)
     bundle = load_clip(backbone, pretrained=None, device=device)
     ds = synthetic_dataset(n_classes=n_classes, train_per_class=1, test_per_class=1)
@@ -212,9 +219,17 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
     from ptnl import engine
     from ptnl import features as F
 
+    cuda = device.startswith("cuda")
+    if cuda:  # peak memory of this row alone, also when rows share a process
+        torch.cuda.reset_peak_memory_stats()
     bundle, ds = _setup(backbone, device, n_classes)
     stamps = []
-    tick = lambda: stamps.append(time.perf_counter())  # noqa: E731
+
+    def tick():
+        if cuda:  # kernels run asynchronously: a step ends when the GPU is done with it
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
     out = {"backbone": backbone, "mode": mode, "device": device, "steps": steps}
     seeds = range(1, RUNS_PER_GROUP + 1) if mode == "group16" else [1]
     runs = [
@@ -246,7 +261,7 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
     step_s = np.diff(stamps)[1:]  # drop the warm-up step
     out["step_s"] = float(np.median(step_s))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device.startswith("cuda"):
+    if cuda:
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
@@ -262,7 +277,30 @@ def _worker(args: list[str], env: dict) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_benchmarks(backbones, steps: int, device: str, modes=MODES, out_path: Path | None = None) -> dict:
+@contextlib.contextmanager
+def _cache_env(path: Path):
+    old = os.environ.get("PTNL_CACHE")
+    os.environ["PTNL_CACHE"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PTNL_CACHE", None)
+        else:
+            os.environ["PTNL_CACHE"] = old
+
+
+def run_benchmarks(
+    backbones,
+    steps: int,
+    device: str,
+    modes=MODES,
+    out_path: Path | None = None,
+    in_process: bool = False,
+) -> dict:
+    """Measure every (backbone, mode) row and write the JSON. ``in_process=True`` measures in this
+    process instead of one subprocess per row: no interpreter and CUDA start-up per row (what a
+    timed GPU check wants), but ``peak_rss_mb`` is then this process's peak so far."""
     from ptnl import paths
 
     out_path = out_path or paths.build_dir() / "bench.json"
@@ -276,21 +314,16 @@ def run_benchmarks(backbones, steps: int, device: str, modes=MODES, out_path: Pa
         "threads": torch.get_num_threads(),
         "rows": [],
     }
+
+    def row_of(args):
+        if in_process:
+            bb, mode, n, dev = args
+            return measure(bb, mode, int(n), dev)
+        return _worker(args, env)
+
     try:
-        for bb in backbones:
-            built = {}
-            if {"views", "center", "group16"} & set(modes):  # build the caches first: time training alone
-                for m in ("views", "center"):
-                    built[m] = _worker([bb, m, "1", device], env)["cache_s"]
-            for mode in modes:
-                row = _worker([bb, mode, str(steps), device], env)
-                if mode in built:  # encoding N images x V views (V = 2 here) once, before training
-                    row["cache_build_s"] = built[mode]
-                results["rows"].append(row)
-                print(
-                    f"  {bb:10s} {mode:10s} {row['step_s']:.4f} s/step  peak {row['peak_rss_mb']:.0f} MB",
-                    file=sys.stderr,
-                )
+        with _cache_env(cache) if in_process else contextlib.nullcontext():
+            _measure_all(backbones, steps, device, modes, results, row_of)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     _derive(results)
@@ -298,6 +331,23 @@ def run_benchmarks(backbones, steps: int, device: str, modes=MODES, out_path: Pa
     slim = {**results, "rows": [{k: v for k, v in r.items() if k != "ctx"} for r in results["rows"]]}
     out_path.write_text(json.dumps(slim, indent=2) + "\n")
     return slim
+
+
+def _measure_all(backbones, steps, device, modes, results, row_of) -> None:
+    for bb in backbones:
+        built = {}
+        if {"views", "center", "group16"} & set(modes):  # build the caches first: time training alone
+            for m in ("views", "center"):
+                built[m] = row_of([bb, m, "1", device])["cache_s"]
+        for mode in modes:
+            row = row_of([bb, mode, str(steps), device])
+            if mode in built:  # encoding N images x V views (V = 2 here) once, before training
+                row["cache_build_s"] = built[mode]
+            results["rows"].append(row)
+            print(
+                f"  {bb:10s} {mode:10s} {row['step_s']:.4f} s/step  peak {row['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
 
 
 def _derive(results: dict) -> None:
