@@ -24,7 +24,7 @@ NBVAL_ARGS := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-curre
 THREADS ?= 1
 NB_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
 
-.PHONY: help env test test-fast lint clean distclean notebooks figures bench paper plan refs $(NB_NUMS)
+.PHONY: help env test test-fast lint clean distclean notebooks figures bench gpu-check paper plan refs $(NB_NUMS)
 
 help: ## list the targets (default)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,12 +60,15 @@ refs: $(ENV_STAMP) ## re-execute the committed notebooks with SET=smoke in place
 bench: $(ENV_STAMP) ## speed/memory benchmarks, as ratios to a reference measured in the same run (build/bench.json)
 	$(PY) -m ptnl.bench
 
+gpu-check: $(ENV_STAMP) ## GPU readiness, random RN50/ViT-B/32 weights, <= 5 min on one H200 (build/gpucheck.json)
+	$(PY) -m ptnl.gpucheck
+
 paper: $(ENV_STAMP) ## the real grid (RN50/ViT-B/32, eight datasets under PTNL_DATA) on a GPU: prints the plan first
-	$(PY) -m ptnl.experiments --set paper
+	$(PY) -m ptnl.experiments --set paper $(PARAMS)
 	$(PY) -m ptnl.notebooks run $(NOTEBOOKS) --set paper --output-dir build/paper $(PARAMS)
 
 plan: $(ENV_STAMP) ## print what SET would run, how many runs are done, and what is missing on disk
-	$(PY) -m ptnl.experiments --set $(SET)
+	$(PY) -m ptnl.experiments --set $(SET) $(PARAMS)
 
 lint: $(ENV_STAMP) ## check style with ruff
 	$(PY) -m ruff check ptnl tests

@@ -59,6 +59,7 @@ RANDOM_INIT_SEED = 0  # pretrained=None builds these weights, so "random" names 
 _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 # Files a safetensors/zip/pickle checkpoint may be; anything else with a separator is a path too.
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+DOWNLOAD_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +89,11 @@ def _toy_backbones() -> dict:
     except ImportError:
         return {}
     return dict(TOY_BACKBONES)
+
+
+def known_backbones() -> list[str]:
+    """Every backbone name ``load_clip`` accepts: the paper's two, the toy CLIPs, open_clip's configs."""
+    return [*OPENAI_CONFIGS, *_toy_backbones(), *open_clip.list_models()]
 
 
 def canonical_name(name: str) -> str:
@@ -265,6 +271,47 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     )
 
 
+def weights_file_by_name(name: str) -> Path | None:
+    """``weights/<name>.<ext>`` for a backbone name (``RN50.pt``, ``ViT-B-32.safetensors``, ...):
+    the file ``pretrained="default"`` picks before OpenAI's tag, so an offline user only drops the
+    file there. More than one candidate is an error rather than a silent choice."""
+    name = canonical_name(name)
+    base = name[: -len("-quickgelu")] if name.endswith("-quickgelu") else name
+    stems = dict.fromkeys([name, base, base.replace("-", "/").replace("/", "_")])
+    hits = [weights_dir() / f"{s}{ext}" for s in stems for ext in _CHECKPOINT_SUFFIXES]
+    hits = [h for h in hits if h.is_file()]
+    if len(hits) > 1:
+        raise ValueError(
+            f"several weight files for {name} under {weights_dir()}: {', '.join(h.name for h in hits)}; "
+            "keep one, or name the file with pretrained=<path>"
+        )
+    return hits[0] if hits else None
+
+
+_TENSOR_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def tensors_sha256(path: str | Path) -> str:
+    """Hex sha256 of the weights a checkpoint file holds, not of its bytes: the sorted keys, shapes
+    and values as ``load_clip`` loads them (floats as float32), so the same weights saved as ``.pt``,
+    ``.safetensors``, fp16 or fp32, or as OpenAI's TorchScript are one identity to the run store."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _TENSOR_SHA_CACHE:
+        h = hashlib.sha256()
+        for k, v in sorted(read_state_dict(p).items()):
+            v = v.detach().float() if v.is_floating_point() else v.detach()
+            h.update(f"{k}\x1f{v.dtype}\x1f{tuple(v.shape)}\x1e".encode())
+            h.update(v.contiguous().cpu().numpy().tobytes())
+        _TENSOR_SHA_CACHE[key] = h.hexdigest()
+    return _TENSOR_SHA_CACHE[key]
+
+
+def file_weights_id(path: str | Path) -> str:
+    return f"file:{tensors_sha256(path)[:16]}"
+
+
 def _tag_cache_hint(tag_cfg: dict, cache: str | None) -> str:
     if tag_cfg.get("hf_hub"):
         from huggingface_hub import constants
@@ -300,25 +347,62 @@ def cached_tag_file(tag_cfg: dict, cache: str | None) -> str | None:
     return None
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _unreachable(tag_cfg: dict) -> str | None:
+    """Why the tag's download host cannot be reached, or None. One DNS lookup and TCP connect
+    with a short timeout: offline, the hub client would otherwise retry for about a minute."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if tag_cfg.get("hf_hub"):
+        from huggingface_hub import constants
+
+        url = constants.ENDPOINT
+    else:
+        url = tag_cfg.get("url", "")
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    try:
+        socket.create_connection(
+            (parts.hostname, parts.port or 443), timeout=DOWNLOAD_PROBE_TIMEOUT_S
+        ).close()
+    except OSError as e:
+        return f"{parts.hostname} is not reachable ({type(e).__name__}: {e})"
+    return None
+
+
+class WeightsUnavailable(FileNotFoundError, RuntimeError):
+    """Pretrained weights that are neither cached nor downloadable here (a FileNotFoundError, so the
+    CLI reports it in one line; a RuntimeError for callers that caught the download failure)."""
+
+
 def _download_tag(model_name: str, tag: str, tag_cfg: dict, cache: str | None) -> str:
     hit = cached_tag_file(tag_cfg, cache)
     if hit:
         return hit
-    error = "HF_HUB_OFFLINE is set"
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("1", "true", "yes", "on"):
+    error = "HF_HUB_OFFLINE is set" if _offline() else _unreachable(tag_cfg)
+    if error is None:
         try:
             path = open_clip.pretrained.download_pretrained(tag_cfg, cache_dir=cache)
             if path:
                 return path
             error = "open_clip returned no file"
         except Exception as e:  # network down, DNS, HTTP errors: all mean "not available here"
-            error = f"{type(e).__name__}: {e}"
-    raise RuntimeError(
+            error = f"the download failed: {type(e).__name__}: {e}"
+    stem = OPENAI_CONFIGS.get(model_name, model_name).replace("-quickgelu", "")
+    raise WeightsUnavailable(
         f"cannot load the '{tag}' weights of {model_name}: they are not in the cache folder "
-        f"{_tag_cache_hint(tag_cfg, cache)} and the download failed ({error}). "
-        f"Offline? Download them once on a machine with internet, or pass a local file: "
-        f"load_clip({model_name!r}, pretrained='/path/to/checkpoint') with a .pt/.pth/.bin state dict, "
-        f"a .safetensors file, or OpenAI's original .pt (e.g. kept in {weights_dir()})."
+        f"{_tag_cache_hint(tag_cfg, cache)} and {error}. Offline, any of these works: "
+        f"a local file with `python -m ptnl run --pretrained FILE`, `pretrained: FILE` in a params set "
+        f"(or `-p pretrained FILE` / a {{backbone: FILE}} mapping for notebooks), "
+        f"load_clip({model_name!r}, pretrained='/path/to/checkpoint'); or the file saved as "
+        f"{weights_dir() / (stem + '.pt')} (or .safetensors), which is found by name; or, with the "
+        "files already in a Hugging Face cache, HF_HOME pointing at it and HF_HUB_OFFLINE=1. "
+        "Accepted files: a .pt/.pth/.bin state dict, a .safetensors file, or OpenAI's original .pt."
     )
 
 
@@ -348,28 +432,86 @@ def _image_size(model: nn.Module) -> int:
     return int(size)
 
 
-def weights_identity(name: str, pretrained: str | os.PathLike | None = "default") -> str:
-    """The ``weights_id`` that ``load_clip(name, pretrained)`` would report, without building the
-    model: "toy:<sha>" for a shipped toy checkpoint, "file:<sha>" for a local file, "random" for
-    None, else the open_clip tag. Run ids include it, so regenerating a checkpoint (same config,
-    new weights) can never reuse the old checkpoint's results."""
+@dataclass(frozen=True)
+class Weights:
+    """Where ``load_clip(name, pretrained)`` takes its weights from (``resolve_weights``)."""
+
+    kind: str  # "random", "toy" (a shipped toy checkpoint), "file" (a local file) or "tag" (open_clip)
+    path: Path | None = None  # toy and file
+    tag: str | None = None  # tag
+
+
+def _base(name: str) -> str:
+    return name[: -len("-quickgelu")] if name.endswith("-quickgelu") else name
+
+
+def resolve_weights(name: str, pretrained: str | os.PathLike | None = "default") -> Weights:
+    """The one decision of which weights a (backbone, pretrained) pair means, shared by loading,
+    the run id and ``make plan``. ``"default"``: a toy backbone's shipped checkpoint; for the
+    others ``weights/<name>.pt`` (or another checkpoint suffix) if present, else OpenAI's tag.
+    Raises FileNotFoundError for a named file that does not exist, ValueError for a bad value."""
     name = canonical_name(name)
     pretrained = os.fspath(pretrained) if isinstance(pretrained, os.PathLike) else pretrained
     if pretrained is None:
-        return "random"
+        return Weights("random")
+    if not isinstance(pretrained, str) or not pretrained.strip():
+        raise ValueError(f"pretrained must be 'default', a tag, a file path or None, got {pretrained!r}")
     toys = _toy_backbones()
-    if name in toys and pretrained == "default":
-        ckpt = Path(toys[name].checkpoint)
-        return f"toy:{file_sha256(ckpt)[:16]}" if ckpt.is_file() else "toy:missing"
+    if name in toys:
+        if pretrained == "default":
+            return Weights("toy", path=Path(toys[name].checkpoint))
+        if not looks_like_path(pretrained):
+            raise ValueError(
+                f"pretrained={pretrained!r} for toy backbone {name}: use 'default' (its shipped checkpoint), "
+                "None (random weights) or a path to a checkpoint file"
+            )
+        return Weights("file", path=resolve_checkpoint(pretrained))
     if looks_like_path(pretrained):
-        try:
-            return f"file:{file_sha256(resolve_checkpoint(pretrained))[:16]}"
-        except FileNotFoundError:
-            return f"file-missing:{pretrained}"  # load_clip will say what is missing
+        return Weights("file", path=resolve_checkpoint(pretrained))
     if pretrained == "default":
-        base = name[: -len("-quickgelu")] if name.endswith("-quickgelu") else name
-        return "openai" if base in OPENAI_CONFIGS else "default"
-    return str(pretrained)
+        by_name = weights_file_by_name(name)
+        if by_name is not None:
+            return Weights("file", path=by_name)
+        if _base(name) not in OPENAI_CONFIGS:
+            return Weights("tag", tag="default")  # load_clip says there is no default here
+        return Weights("tag", tag="openai")
+    return Weights("tag", tag=pretrained)
+
+
+def weights_identity(name: str, pretrained: str | os.PathLike | None = "default") -> str:
+    """The ``weights_id`` that ``load_clip(name, pretrained)`` would report, without building the
+    model: "toy:<sha>" for a shipped toy checkpoint, "file:<sha of the tensors>" for a local file,
+    "random" for None, else the open_clip tag. Run ids include it, so regenerating a checkpoint
+    (same config, new weights) can never reuse the old checkpoint's results, while converting a
+    file (.pt to .safetensors) keeps them."""
+    try:
+        w = resolve_weights(name, pretrained)
+    except FileNotFoundError:
+        return f"file-missing:{pretrained}"  # load_clip will say what is missing
+    if w.kind == "random":
+        return "random"
+    if w.kind == "toy":
+        return f"toy:{file_sha256(w.path)[:16]}" if w.path.is_file() else "toy:missing"
+    if w.kind == "file":
+        return file_weights_id(w.path)
+    return w.tag
+
+
+def weights_available(name: str, pretrained: str | os.PathLike | None = "default") -> bool:
+    """Whether ``load_clip(name, pretrained)`` can load without a download (for ``make plan``)."""
+    try:
+        w = resolve_weights(name, pretrained)
+    except (FileNotFoundError, ValueError):
+        return False
+    if w.kind in ("toy", "file"):
+        return w.path.is_file()
+    if w.kind == "random":
+        return True
+    config = OPENAI_CONFIGS.get(_base(canonical_name(name)), canonical_name(name))
+    tag_cfg = open_clip.get_pretrained_cfg(config, w.tag) or open_clip.get_pretrained_cfg(
+        canonical_name(name), w.tag
+    )
+    return bool(tag_cfg) and cached_tag_file(tag_cfg, None) is not None
 
 
 def load_clip(
@@ -388,9 +530,18 @@ def load_clip(
     name = canonical_name(name)
     device = str(torch.device(device))
     check_precision(device, precision)
-    pretrained = os.fspath(pretrained) if isinstance(pretrained, os.PathLike) else pretrained
     toys = _toy_backbones()
     preprocess_cfg: dict[str, Any] = {}
+    if name.startswith("toy-") and name not in toys:
+        raise ValueError(
+            f"unknown toy backbone {name!r}; known toy backbones: {sorted(toys) or 'none (ptnl.toy is not available)'}"
+        )
+    if name not in toys and name not in OPENAI_CONFIGS and name not in set(open_clip.list_models()):
+        raise ValueError(
+            f"unknown backbone {name!r}: use 'RN50' or 'ViT-B-32' (the paper's), a toy backbone "
+            f"({sorted(toys) or 'ptnl.toy not available'}), or any name in open_clip.list_models()"
+        )
+    w = resolve_weights(name, pretrained)
 
     if name in toys:
         spec = toys[name]
@@ -399,63 +550,45 @@ def load_clip(
         model = _build_random(_model_from_config, cfg)
         tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
         embed_dim = int(cfg["embed_dim"])
-        if pretrained == "default":
-            ckpt = Path(spec.checkpoint)
-            if not ckpt.is_file():
+        if w.kind == "toy":
+            if not w.path.is_file():
                 raise FileNotFoundError(
-                    f"toy checkpoint {ckpt} is missing; build it with `python -m ptnl.toy.pretrain`, "
+                    f"toy checkpoint {w.path} is missing; build it with `python -m ptnl.toy.pretrain`, "
                     f"or pass pretrained=None for random weights"
                 )
-            load_weights(model, ckpt, f"toy backbone {name}")
-            weights_id = f"toy:{file_sha256(ckpt)[:16]}"
-        elif pretrained is None:
+            load_weights(model, w.path, f"toy backbone {name}")
+            weights_id = f"toy:{file_sha256(w.path)[:16]}"
+        elif w.kind == "random":
             weights_id = "random"
         else:
-            if not looks_like_path(pretrained):
-                raise ValueError(
-                    f"pretrained={pretrained!r} for toy backbone {name}: use 'default' (its shipped checkpoint), "
-                    "None (random weights) or a path to a checkpoint file"
-                )
-            checkpoint = resolve_checkpoint(pretrained)
-            load_weights(model, checkpoint, f"toy backbone {name}")
-            weights_id = f"file:{file_sha256(checkpoint)[:16]}"
-    elif name.startswith("toy-"):
-        raise ValueError(
-            f"unknown toy backbone {name!r}; known toy backbones: {sorted(toys) or 'none (ptnl.toy is not available)'}"
-        )
+            load_weights(model, w.path, f"toy backbone {name}")
+            weights_id = file_weights_id(w.path)
     else:
-        known = set(open_clip.list_models())
-        if name not in known and name not in OPENAI_CONFIGS:
+        base = _base(name)
+        if w.kind == "tag" and w.tag == "default":
+            tags = open_clip.list_pretrained_tags_by_model(name)
             raise ValueError(
-                f"unknown backbone {name!r}: use 'RN50' or 'ViT-B-32' (the paper's), a toy backbone "
-                f"({sorted(toys) or 'ptnl.toy not available'}), or any name in open_clip.list_models()"
+                f"{name} has no default weights here: pass pretrained=<tag> (one of {tags}), a path "
+                f"to a checkpoint file (or save it as {weights_dir() / (name + '.pt')}), or None for "
+                "random weights"
             )
-        base = name[: -len("-quickgelu")] if name.endswith("-quickgelu") else name
-        if pretrained == "default":
-            if base not in OPENAI_CONFIGS:
-                tags = open_clip.list_pretrained_tags_by_model(name)
-                raise ValueError(
-                    f"{name} has no default weights here: pass pretrained=<tag> (one of {tags}), a path "
-                    "to a checkpoint file, or None for random weights"
-                )
-            pretrained = "openai"
         config = name
         tag_cfg: dict = {}
         checkpoint: str | Path | None = None
         force_quick_gelu = False
-        if pretrained is None:
+        if w.kind == "random":
             weights_id = "random"
             config = OPENAI_CONFIGS.get(base, name)  # same architecture as with OpenAI's weights
-        elif looks_like_path(pretrained):
-            checkpoint = resolve_checkpoint(pretrained)
+        elif w.kind == "file":
+            checkpoint = w.path
             # A local file for the paper's backbones holds OpenAI weights: QuickGELU, never GELU.
             # So does any OpenAI TorchScript file, whatever the architecture.
             config = OPENAI_CONFIGS.get(base, name)
             force_quick_gelu = _is_torchscript(checkpoint)
-            weights_id = f"file:{file_sha256(checkpoint)[:16]}"
+            weights_id = file_weights_id(checkpoint)
         else:
-            tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or open_clip.get_pretrained_cfg(
-                OPENAI_CONFIGS.get(base, name), pretrained
+            tag_cfg = open_clip.get_pretrained_cfg(name, w.tag) or open_clip.get_pretrained_cfg(
+                OPENAI_CONFIGS.get(base, name), w.tag
             )
             if not tag_cfg:
                 tags = sorted(
@@ -463,14 +596,14 @@ def load_clip(
                     | set(open_clip.list_pretrained_tags_by_model(OPENAI_CONFIGS.get(base, name)))
                 )
                 raise ValueError(
-                    f"pretrained={pretrained!r} is neither a tag of {name} (tags: {tags}) nor an existing "
+                    f"pretrained={w.tag!r} is neither a tag of {name} (tags: {tags}) nor an existing "
                     "checkpoint file"
                 )
             if tag_cfg.get("quick_gelu", False):
                 config = OPENAI_CONFIGS.get(base, name)
                 force_quick_gelu = True
-            weights_id = pretrained
-            checkpoint = _download_tag(name, pretrained, tag_cfg, cache_dir)
+            weights_id = w.tag
+            checkpoint = _download_tag(name, w.tag, tag_cfg, cache_dir)
         model = _build_random(
             open_clip.create_model,
             config,

@@ -73,8 +73,8 @@ class RunConfig:
     confusion_from: str = "matrix"  # noise_kind="confusion" only: "matrix" or "sample"
     noise_rate: float = 0.0
     shots: int = 16
-    n_ctx: int = 16
-    ctx_init: str | None = None  # None = random N(0, 0.02) context, as PTNL
+    n_ctx: int = 16  # with ctx_init: set to its number of words, as CoOp (len(ctx_init.split(" ")))
+    ctx_init: str | None = None  # None = random N(0, 0.02) context, as PTNL; else e.g. "a photo of a"
     csc: bool = False
     class_token_position: str = "end"
     epochs: int = 50
@@ -101,6 +101,8 @@ class RunConfig:
         object.__setattr__(
             self, "loss_params", {str(k): self.loss_params[k] for k in sorted(self.loss_params)}
         )
+        if self.ctx_init is not None:  # CoOp ignores N_CTX under CTX_INIT: record what is trained
+            object.__setattr__(self, "n_ctx", len(self.ctx_init.replace("_", " ").strip().split(" ")))
         _validate(self)
 
     # -- identity -------------------------------------------------------------------------------
@@ -112,14 +114,9 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Stable 16-hex-digit hash of the canonical JSON and of the identity of the weights
-        ``pretrained`` resolves to (the run's folder name). "default" for a toy backbone names
-        whatever checkpoint ships today: hashing its sha256 too means a regenerated checkpoint
-        gets fresh runs instead of silently reusing results of the old weights."""
-        from ptnl.clip import weights_identity
-
-        key = self.canonical_json() + "\n" + weights_identity(self.backbone, self.pretrained)
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        """Stable 16-hex-digit hash of the canonical JSON, of the weights ``pretrained`` resolves
+        to, and of the data ``dataset`` resolves to (``run_identity``): the run's folder name."""
+        return run_identity(self.canonical_json(), self.backbone, self.pretrained, self.dataset)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -219,6 +216,8 @@ def _validate(c: RunConfig) -> None:
     for name in ("shots", "epochs", "batch_size"):
         if getattr(c, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.ctx_init is not None and not c.ctx_init.strip():
+        raise ValueError("ctx_init must be words like 'a photo of a', or None for a random context")
     if c.n_ctx < 0:
         raise ValueError(f"n_ctx must be >= 0 (0 = class name only, the paper's Ctx-0), got {c.n_ctx}")
     if c.method == "prompt" and c.n_ctx == 0:
@@ -252,6 +251,23 @@ def _validate(c: RunConfig) -> None:
         json.dumps(c.to_dict(), allow_nan=False)
     except ValueError as e:
         raise ValueError(f"RunConfig values must be finite JSON numbers: {e}") from None
+
+
+def run_identity(canonical_json: str, backbone: str, pretrained, dataset: str) -> str:
+    """A run id: the config's canonical JSON plus what its names resolve to on this machine.
+
+    - the weights (``ptnl.clip.weights_identity``): a shipped toy checkpoint's sha256, a local
+      file's tensors, or the tag, so a regenerated checkpoint gets fresh runs, while a file
+      converted from .pt to .safetensors keeps its results;
+    - the data (``ptnl.data.identity``): split source, class names, template and the ordered
+      images and labels of every split, so adding CoOp's split files over a torchvision download
+      (or editing a split) never reuses a result trained on the old split.
+    """
+    from ptnl.clip import weights_identity
+    from ptnl.data import identity as data_identity
+
+    key = "\n".join([canonical_json, weights_identity(backbone, pretrained), data_identity(dataset)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def lr_at_epoch(config: RunConfig, epoch: int) -> float:

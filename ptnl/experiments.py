@@ -35,7 +35,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ptnl import paths, store
+from ptnl.clip import canonical_name, looks_like_path
 from ptnl.config import RunConfig
+from ptnl.data import disk_status
 
 PAPER_NOISE_RATES = (0.0, 0.125, 0.25, 0.5)
 HIGH_NOISE = 0.5  # the rate Sections 4.4 and 4.6 study
@@ -104,6 +106,55 @@ def config(
     )
 
 
+def check_backbone_name(name: str) -> None:
+    """A ValueError naming the closest backbone if ``name`` is none that ``load_clip`` knows."""
+    import difflib
+
+    from ptnl.clip import known_backbones
+
+    known = known_backbones()
+    if canonical_name(name) not in known:
+        close = difflib.get_close_matches(canonical_name(name), known, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown backbone {name!r}{hint}: use RN50, ViT-B-32, a toy backbone or an open_clip name"
+        )
+
+
+def pretrained_by_backbone(pretrained, backbones: Sequence[str]) -> dict[str, str | None]:
+    """The ``pretrained`` value of each backbone a notebook uses, from its ``pretrained`` parameter:
+    one value for every backbone ("default", a tag, None for random weights, or a file when only
+    one backbone is used), or a mapping ``{backbone: value}`` (the others keep "default"), e.g.
+    ``{RN50: weights/rn50.pt, ViT-B-32: weights/vitb32.safetensors}`` for notebook 05."""
+    used = list(dict.fromkeys(canonical_name(b) for b in backbones))
+    if isinstance(pretrained, dict):
+        given = {canonical_name(str(k)): v for k, v in pretrained.items()}
+        for k in given:  # a mapping in a params set's common section also names other notebooks' backbones
+            if k not in used:
+                check_backbone_name(k)
+        for k, v in given.items():
+            if v is not None and not isinstance(v, str):
+                raise ValueError(
+                    f"pretrained[{k!r}] must be a file path, a tag, 'default' or null, got {v!r}"
+                )
+        return {b: given.get(b, "default") for b in used}
+    if pretrained is not None and not isinstance(pretrained, str):
+        raise ValueError(
+            f"pretrained must be 'default', a file path, a tag, null or a mapping, got {pretrained!r}"
+        )
+    if len(used) > 1 and isinstance(pretrained, str) and looks_like_path(pretrained):
+        raise ValueError(
+            f"pretrained={pretrained!r} is one file, but this notebook uses {', '.join(used)}: give a mapping "
+            f"{{{used[0]}: FILE, {used[1]}: FILE}} (or save each file as weights/<backbone>.pt, found by name)"
+        )
+    return dict.fromkeys(used, pretrained)
+
+
+def pretrained_for(pretrained, backbone: str):
+    """``pretrained_by_backbone`` for a notebook with one backbone (what ``load_clip`` takes)."""
+    return pretrained_by_backbone(pretrained, [backbone])[canonical_name(backbone)]
+
+
 def variant(method: str, loss: str = "ce") -> str:
     """The label of a (method, loss) pair in tables and figures: ``prompt``, ``prompt_gce``, ..."""
     return method if loss == "ce" else f"{method}_{loss}"
@@ -148,9 +199,16 @@ def quickstart(
     epochs: int,
     shots: int = 16,
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 00: zero-shot CLIP, and prompt tuning at each noise rate."""
-    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    common = dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
     return [
         config(dataset, method="zeroshot", **common),
         *_grid([dataset], [("prompt", "ce")], noise_rates, seeds, **common),
@@ -166,9 +224,16 @@ def sec3_gce(
     qs: Sequence[float],
     shots: int = 16,
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 01: prompt tuning with CE and with GCE for each q in ``qs`` (q = 1 is MAE up to a factor)."""
-    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    common = dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
     out = _grid([dataset], [("prompt", "ce")], noise_rates, seeds, **common)
     for q in _as_list(qs, "qs"):
         if not isinstance(q, int | float) or not 0 < q <= 1:
@@ -207,10 +272,17 @@ def sec42_robustness(
     epochs: int,
     shots: int = 16,
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 02: Figure 2 (prompt tuning and a linear head, CE and GCE; the sklearn linear
     probe) on ``datasets``, and Figure 1's extra baseline, visual fine-tuning, on ``fig1_datasets``."""
-    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    common = dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
     return _grid(datasets, SEC42_FIG2, noise_rates, seeds, **common) + _grid(
         fig1_datasets, [("visual_ft", "ce")], noise_rates, seeds, **common
     )
@@ -228,10 +300,17 @@ def sec43_attribution(
     epochs: int,
     shots: int = 16,
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 03: Table 1 (class embeddings) and Table 2 (which prompt parts are learned)."""
     methods = [(m, "ce") for m in dict.fromkeys(TABLE1_METHODS + TABLE2_METHODS)]
-    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    common = dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
     return _grid(datasets, methods, noise_rates, seeds, **common)
 
 
@@ -243,6 +322,7 @@ def sec44_gradients(
     epochs: int,
     shots: int = 16,
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 04: prompt tuning and a linear head at one noise rate, recording the per-epoch
     noisy-to-clean gradient-norm ratio."""
@@ -252,7 +332,13 @@ def sec44_gradients(
             "the gradient-norm ratio needs noisy samples: set noise_rate > 0 (the paper uses 0.5)"
         )
     methods = [("prompt", "ce"), (SGD_LINEAR, "ce")]
-    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    common = dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
     return _grid(datasets, methods, [noise_rate], seeds, grad_ratio=True, **common)
 
 
@@ -267,28 +353,40 @@ def sec45_architectures(
     epochs: int,
     shots: int = 16,
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 05: Figure 5 (context lengths ``n_ctxs`` and the linear probe) with ``backbone`` on
     ``datasets``; Table 3 (prompt tuning, each of ``backbones``) on ``table3_datasets``.
 
     n_ctx = 0 is the paper's Ctx-0, the class name alone: there is nothing to train, so it runs
     once per dataset as an untrained prompt (``random_prompt`` with no context tokens), whose
-    accuracy holds at every noise rate."""
+    accuracy holds at every noise rate. ``pretrained`` may map each backbone to its weights."""
+    weights = pretrained_by_backbone(pretrained, [backbone, *_as_list(backbones, "backbones")])
     common = dict(epochs=epochs, shots=shots, feature_mode=feature_mode)
+    main = dict(backbone=backbone, pretrained=weights[canonical_name(backbone)], **common)
     out = []
     for dataset in _as_list(datasets, "datasets"):
         for n_ctx in _as_list(n_ctxs, "n_ctxs"):
             if n_ctx == 0:  # Ctx-0 learns nothing: one untrained evaluation, the same at every noise rate
-                out.append(config(dataset, backbone, "random_prompt", n_ctx=0, **common))
+                out.append(config(dataset, method="random_prompt", n_ctx=0, **main))
                 continue
             for rate in noise_rates:
                 for seed in seeds:
                     out.append(
-                        config(dataset, backbone, "prompt", noise_rate=rate, seed=seed, n_ctx=n_ctx, **common)
+                        config(dataset, method="prompt", noise_rate=rate, seed=seed, n_ctx=n_ctx, **main)
                     )
-    out += _grid(datasets, [("linear_probe", "ce")], noise_rates, seeds, backbone=backbone, **common)
+    out += _grid(datasets, [("linear_probe", "ce")], noise_rates, seeds, **main)
     for b in _as_list(backbones, "backbones"):
-        out += _grid(table3_datasets, [("prompt", "ce")], noise_rates, seeds, backbone=b, **common)
+        b_weights = weights[canonical_name(b)]
+        out += _grid(
+            table3_datasets,
+            [("prompt", "ce")],
+            noise_rates,
+            seeds,
+            backbone=b,
+            pretrained=b_weights,
+            **common,
+        )
     return _unique(out)
 
 
@@ -302,13 +400,20 @@ def sec46_correlated(
     shots: int = 16,
     feature_mode: str = "views",
     confusion_from: str = "matrix",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 06: zero-shot confusion matrices of CLIP with a random prompt (Figure 6) and with
     the hand-crafted prompt (the source of confusion noise) on ``confusion_datasets``; random vs
     confusion noise at ``noise_rate`` (Table 4) on ``datasets``. ``confusion_from`` picks each
     mislabelled image's wrong class: "matrix" (one per class, the paper's reading) or "sample"."""
     _check_rate(noise_rate)
-    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    common = dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
     out = [
         config(d, method=m, seed=1, **common)
         for d in _as_list(confusion_datasets, "confusion_datasets")
@@ -337,6 +442,7 @@ def appendix(
     robust_losses: Sequence[str] = ROBUST_LOSSES,
     shots: int = 16,
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 08: Table 8 (random prompts, ``random_prompt_draws`` draws), Figure 8 (GCE for
     prompt tuning and the linear probe), Figure 9 (robust losses for prompt tuning), Tables 6-7
@@ -346,7 +452,13 @@ def appendix(
         raise ValueError(
             f"random_prompt_draws must be an integer >= 1 (the paper uses 100), got {random_prompt_draws!r}"
         )
-    common = dict(backbone=backbone, epochs=epochs, shots=shots, feature_mode=feature_mode)
+    common = dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
     out = [
         config(d, method="random_prompt", seed=s, **common)
         for d in _as_list(datasets, "datasets")
@@ -361,7 +473,7 @@ def appendix(
         seeds,
         **common,
     )
-    out += sec43_attribution(backbone, datasets, noise_rates, seeds, epochs, shots, feature_mode)
+    out += sec43_attribution(backbone, datasets, noise_rates, seeds, epochs, shots, feature_mode, pretrained)
     return _unique(out)
 
 
@@ -452,6 +564,12 @@ def status(configs: Sequence, experiment: str) -> dict:
         "datasets": sorted({c.dataset for c in configs}),
         "backbones": sorted({c.backbone for c in configs}),
         "missing_datasets": sorted({d for d in {c.dataset for c in pending} if not dataset_on_disk(d)}),
+        # parsed, not only present: a corrupt split file, or images without their split file
+        "dataset_problems": {
+            d: f"{st.state}: {st.message}"
+            for d in sorted({c.dataset for c in pending})
+            if (st := disk_status(d)).state != "ok"
+        },
         "missing_weights": sorted(
             {
                 f"{c.backbone} ({c.pretrained})"
@@ -478,6 +596,8 @@ def describe(configs: Sequence[RunConfig], experiment: str) -> str:
     ]
     if s["missing_datasets"]:
         lines.append(f"  MISSING datasets (under {paths.data_root()}): {', '.join(s['missing_datasets'])}")
+    for d, problem in s["dataset_problems"].items():
+        lines.append(f"  {d}: {problem}")
     if s["missing_weights"]:
         lines.append(f"  MISSING weights: {', '.join(s['missing_weights'])}")
     return "\n".join(lines)
@@ -502,22 +622,9 @@ def dataset_on_disk(name: str) -> bool:
 
 def weights_on_disk(backbone: str, pretrained: str | None) -> bool:
     """Whether ``load_clip(backbone, pretrained)`` can load without a download."""
-    if pretrained is None:
-        return True  # random weights
-    if backbone.startswith("toy-"):
-        from ptnl.toy import TOY_BACKBONES
-
-        return backbone in TOY_BACKBONES and TOY_BACKBONES[backbone].checkpoint.is_file()
     from ptnl import clip
 
-    name = clip.canonical_name(backbone)
-    tag = "openai" if pretrained == "default" else pretrained
-    if clip.looks_like_path(tag):
-        return Path(tag).expanduser().is_file() or (paths.weights_dir() / tag).is_file()
-    from open_clip import pretrained as oc
-
-    tag_cfg = oc.get_pretrained_cfg(clip.OPENAI_CONFIGS.get(name, name), tag)
-    return bool(tag_cfg) and clip.cached_tag_file(tag_cfg, None) is not None
+    return clip.weights_available(backbone, pretrained)
 
 
 def imagenet_resnet50_on_disk() -> bool:
@@ -566,7 +673,9 @@ def plan(param_set: str = "paper", overrides: dict | None = None, file=None) -> 
             )
             continue
         params = notebook_params(nb, param_set)
-        params.update({k: v for k, v in (overrides or {}).items() if k in params})
+        mine = {k: v for k, v in (overrides or {}).items() if k in params}
+        notebooks.check_values(mine, notebooks.notebook_parameters(nb), "override")
+        params.update(mine)
         configs = build(NOTEBOOK_SECTIONS[nb.stem], params)
         experiment = params.get("experiment", param_set)
         s = status(configs, experiment)
@@ -587,22 +696,28 @@ def plan(param_set: str = "paper", overrides: dict | None = None, file=None) -> 
     )
     missing_d = sorted({d for r in rows for d in r["missing_datasets"]})
     missing_w = sorted({w for r in rows for w in r["missing_weights"]})
+    problems = {d: p for r in rows for d, p in r["dataset_problems"].items()}
     print(f"datasets missing under {paths.data_root()}: {', '.join(missing_d) or 'none'}", file=file)
+    for d, problem in sorted(problems.items()):
+        print(f"  {d}: {problem}", file=file)
     print(f"weights missing: {', '.join(missing_w) or 'none'}", file=file)
     return rows
 
 
 def main(argv=None) -> int:
+    from ptnl import notebooks
+
     ap = argparse.ArgumentParser(
         prog="python -m ptnl.experiments", description="Print what the notebooks of a parameter set will run."
     )
     ap.add_argument("--set", default="paper", help="parameter set: params/<set>.yaml (default: paper)")
-    from ptnl.notebooks import add_param_option, parse_overrides
-
-    add_param_option(ap)
+    notebooks.add_param_option(ap)
+    ap.add_argument("-f", "--parameters-file", action="append", default=[], type=Path, help="YAML overrides")
     args = ap.parse_args(argv)
     try:
-        plan(args.set, parse_overrides(args.param))
+        overrides = notebooks.parse_overrides(args.param, args.parameters_file)
+        notebooks.check_names(overrides, notebooks.declared_anywhere(), "override", "any notebook")
+        plan(args.set, overrides)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

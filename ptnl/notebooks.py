@@ -13,6 +13,7 @@ mistyped name is an error naming the closest valid one, never a silently ignored
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import os
 import sys
@@ -34,45 +35,134 @@ def notebook_parameters(notebook: Path) -> dict:
     return {name: spec["default"] for name, spec in papermill.inspect_notebook(str(notebook)).items()}
 
 
+def committed_notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def declared_anywhere() -> dict:
+    """Every parameter some committed notebook declares (name -> default source text)."""
+    out = {}
+    for nb in committed_notebooks():
+        out.update(notebook_parameters(nb))
+    return out
+
+
 def load_param_set(name: str, notebook: Path) -> dict:
-    """The values a parameter set gives one notebook (``common`` ∩ declared, then its own section)."""
+    """The values a parameter set gives one notebook (``common`` ∩ declared, then its own section).
+
+    A name under ``common`` that no notebook declares, or under a notebook's section that this
+    notebook does not declare, is an error naming the closest parameter, never silently dropped."""
     file = PARAMS_DIR / f"{name}.yaml"
     if not file.is_file():
         known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"no parameter set {name!r} ({file} missing); known sets: {', '.join(known)}")
-    spec = yaml.safe_load(file.read_text()) or {}
+    try:
+        spec = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{file} is not valid YAML: {_one_line(e)}") from None
+    if not isinstance(spec, dict) or not all(isinstance(v, dict | None) for v in spec.values()):
+        raise ValueError(
+            f"{file}: a parameter set is a mapping of sections (common, <notebook stem>) to mappings"
+        )
     unknown_sections = set(spec) - {"common"} - {p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb")}
     if unknown_sections:
         raise ValueError(f"{file}: sections {sorted(unknown_sections)} name no notebook in {NOTEBOOKS_DIR}")
     declared = notebook_parameters(notebook)
-    values = {k: v for k, v in (spec.get("common") or {}).items() if k in declared}
+    common = spec.get("common") or {}
+    if any(k not in declared for k in common):
+        check_names(common, declared_anywhere(), f"{file} section 'common'", "any notebook")
+    values = {k: v for k, v in common.items() if k in declared}
     own = spec.get(notebook.stem) or {}
     check_names(own, declared, f"{file} section {notebook.stem!r}")
     values.update(own)
+    check_values(values, declared, f"{file}")
     return values
 
 
-def check_names(values: dict, declared: dict, where: str):
+def check_names(values: dict, declared: dict, where: str, whose: str = "this notebook"):
     for name in values:
         if name not in declared:
             close = difflib.get_close_matches(name, declared, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"{where}: unknown parameter {name!r}{hint} Parameters of this notebook: {', '.join(declared)}"
+                f"{where}: unknown parameter {name!r}{hint} Parameters of {whose}: {', '.join(declared)}"
             )
+
+
+# Parameters whose values need not have the type of their default.
+FREE_TYPES = {"pretrained": (str, dict, type(None))}
+
+
+def _type_name(types: tuple) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a mapping", type(None): "null"}  # fmt: skip
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def check_values(values: dict, declared: dict, where: str) -> None:
+    """Each value has its parameter's type, read off the default in the parameters cell: booleans
+    only booleans (``-p save_figures maybe`` is an error, not a truthy string), integers not
+    booleans, numbers ints or floats, lists lists (papermill's ``-p`` passes a list as a string)."""
+    for name, value in values.items():
+        if name not in declared:
+            continue
+        if name in FREE_TYPES:
+            allowed = FREE_TYPES[name]
+        else:
+            try:
+                default = ast.literal_eval(declared[name])
+            except (ValueError, SyntaxError):
+                continue  # a default that is an expression: no type to hold the value to
+            if default is None:
+                continue
+            allowed = (int, float) if type(default) is float else (type(default),)
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if ok:
+            continue
+        hint = ""
+        if list in allowed and isinstance(value, str):
+            hint = (
+                f" papermill's -p passes text: give lists as YAML, `papermill ... -y '{name}: [a, b]'`, or "
+                f"`python -m ptnl.notebooks run ... -p {name} '[a, b]'` (make NN PARAMS=\"-p {name} '[a, b]'\")."
+            )
+        raise ValueError(f"{where}: parameter {name!r} must be {_type_name(allowed)}, got {value!r}.{hint}")
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
 
 
 def parse_overrides(pairs: list[list[str]], files: list[Path] = ()) -> dict:
     """``-p NAME VALUE`` pairs and ``-f`` YAML files, values parsed as YAML; later wins."""
     out = {}
     for file in files:
-        loaded = yaml.safe_load(Path(file).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(file).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{file} is not valid YAML: {_one_line(e)}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"{file}: a parameters file must be a YAML mapping name: value")
         out.update(loaded)
     for name, value in pairs:
-        out[name] = yaml.safe_load(value)
+        try:
+            out[name] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(
+                f"-p {name}: {value!r} is not valid YAML ({_one_line(e)}); quote lists as '[a, b]'"
+            ) from None
     return out
+
+
+class NotebookFailed(ValueError):
+    """A notebook stopped with an error: its one-line message, and where the executed copy is."""
+
+
+def _failure(notebook: Path, copy: Path, e) -> NotebookFailed:
+    where = f" (cell {e.exec_count})" if getattr(e, "exec_count", None) else ""
+    return NotebookFailed(
+        f"{notebook.name}{where}: {e.ename}: {e.evalue}\n"
+        f"  the executed notebook, with the error in place, is {copy}"
+    )
 
 
 def run(
@@ -81,7 +171,9 @@ def run(
     overrides: dict | None = None,
     output: str | Path | None = None,
 ) -> Path:
-    """Execute one notebook into ``build/`` with papermill; returns the executed notebook's path."""
+    """Execute one notebook into ``build/`` with papermill; returns the executed notebook's path.
+
+    ``overrides`` apply where the notebook declares them (``main`` checks that some notebook does)."""
     import papermill
 
     notebook = Path(notebook).resolve()
@@ -89,24 +181,95 @@ def run(
         known = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
         raise FileNotFoundError(f"no notebook {notebook}; notebooks: {', '.join(known)}")
     params = load_param_set(param_set, notebook)
-    overrides = overrides or {}
-    check_names(overrides, notebook_parameters(notebook), "override")
-    params.update(overrides)
+    declared = notebook_parameters(notebook)
+    mine = {k: v for k, v in (overrides or {}).items() if k in declared}
+    check_values(mine, declared, "override")
+    params.update(mine)
     output = Path(output) if output else paths.build_dir() / notebook.name
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.tmp{output.suffix}")
-    papermill.execute_notebook(
-        str(notebook),
-        str(tmp),
-        parameters=params,
-        kernel_name=KERNEL,
-        # The kernel runs in the notebook's folder, exactly as nbval runs it; ptnl resolves every
-        # path from the repo root, so this only matters for user code that opens relative paths.
-        cwd=str(notebook.parent),
-        progress_bar=not os.environ.get("TQDM_DISABLE"),
-    )
+    failed = output.with_name(f"{output.stem}.failed{output.suffix}")
+    failed.unlink(missing_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(tmp),
+            parameters=params,
+            kernel_name=KERNEL,
+            # The kernel runs in the notebook's folder, exactly as nbval runs it; ptnl resolves every
+            # path from the repo root, so this only matters for user code that opens relative paths.
+            cwd=str(notebook.parent),
+            progress_bar=not os.environ.get("TQDM_DISABLE"),
+        )
+    except papermill.PapermillExecutionError as e:
+        os.replace(tmp, failed)
+        raise _failure(notebook, failed, e) from None
     os.replace(tmp, output)
     return output
+
+
+# -- inside a notebook --------------------------------------------------------------------------
+
+
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def injected_names() -> list[str]:
+    """The names papermill injected into this kernel (its ``# Parameters`` cell, read back from
+    IPython's input history), in order; empty outside papermill."""
+    shell = _shell()
+    if shell is None:
+        return []
+    names = []
+    for source in shell.user_ns.get("In", []):
+        if source.lstrip().startswith("# Parameters"):
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.Assign):
+                    names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def check_parameters(notebook: str, namespace: dict) -> None:
+    """First line of every notebook: the injected names exist in its parameters cell and every
+    parameter has its default's type, so a typo fails before anything runs (papermill itself only
+    warns). Also makes ptnl's bad-input errors show as one line in this notebook."""
+    show_errors_in_one_line()
+    notebook = Path(notebook) if notebook.endswith(".ipynb") else NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    declared = notebook_parameters(notebook)
+    check_names({k: None for k in injected_names()}, declared, f"{notebook.name}", "this notebook")
+    check_values({k: namespace[k] for k in declared if k in namespace}, declared, notebook.name)
+
+
+def _from_ptnl(tb) -> bool:
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(
+        paths.PACKAGE_DIR
+    )
+
+
+def show_errors_in_one_line() -> None:
+    """In IPython, a ValueError or FileNotFoundError raised by ptnl itself (its checks of bad input:
+    parameters, configs, missing data or weights) shows as its one-line message, not a traceback
+    through the library; any other error keeps its full traceback."""
+    shell = _shell()
+    if shell is None:
+        return
+
+    def handler(self, etype, value, tb, tb_offset=None):
+        if _from_ptnl(tb):
+            stb = [f"{etype.__name__}: {value}"]
+            self._showtraceback(etype, value, stb)
+            return stb
+        return self.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+    shell.set_custom_exc((ValueError, FileNotFoundError), handler)
 
 
 STRIP_KEYS = (
@@ -190,12 +353,22 @@ def main(argv=None):
             refs(args.notebooks, args.set)
             return 0
         overrides = parse_overrides(args.param, args.parameters_file)
+        declared = {}
+        for nb in args.notebooks:
+            declared.update(notebook_parameters(Path(nb).resolve()))
+        check_names(overrides, declared, "override", "the notebooks run")
         for nb in args.notebooks:
             out = run(nb, args.set, overrides, args.output_dir / nb.name if args.output_dir else None)
             print(f"executed {nb} -> {out}")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished runs are in the store; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

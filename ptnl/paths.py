@@ -37,9 +37,17 @@ def results_dir() -> Path:
     return _from_env("PTNL_RESULTS", REPO_ROOT / "results")
 
 
-def figures_dir() -> Path:
-    """Figures written by the notebooks (``$PTNL_FIGURES``, default ``figures/``, committed)."""
-    return _from_env("PTNL_FIGURES", REPO_ROOT / "figures")
+FIGURES_EXPERIMENT = "toy"  # the committed figures are the toy set's
+
+
+def figures_dir(experiment: str | None = None) -> Path:
+    """Figures written by the notebooks (``$PTNL_FIGURES``, default ``figures/``): the toy set's
+    (experiment "toy", committed) at the top, every other experiment's in ``figures/<experiment>/``
+    (not committed), so a paper run never writes over the committed figures."""
+    root = _from_env("PTNL_FIGURES", REPO_ROOT / "figures")
+    if experiment is None or experiment == FIGURES_EXPERIMENT:
+        return root
+    return root / experiment_dir(experiment).name
 
 
 def weights_dir() -> Path:

@@ -54,9 +54,11 @@ def use_style():
     )
 
 
-def save_figure(fig, name: str, folder: Path | None = None) -> list[Path]:
-    """Write ``<name>.png`` and ``<name>.pdf`` under ``figures/`` (atomically), byte-stable."""
-    folder = Path(folder) if folder is not None else paths.figures_dir()
+def save_figure(fig, name: str, folder: Path | None = None, experiment: str | None = None) -> list[Path]:
+    """Write ``<name>.png`` and ``<name>.pdf`` (atomically, byte-stable) under ``folder``, by default
+    ``paths.figures_dir(experiment)``: ``figures/`` for the toy set, ``figures/<experiment>/`` else.
+    Returns the paths written, relative to the repo root where they are inside it."""
+    folder = Path(folder) if folder is not None else paths.figures_dir(experiment)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for ext, metadata in (
@@ -67,5 +69,5 @@ def save_figure(fig, name: str, folder: Path | None = None) -> list[Path]:
         tmp = path.with_suffix(f".tmp-{os.getpid()}.{ext}")
         fig.savefig(tmp, format=ext, metadata=metadata, bbox_inches="tight")
         os.replace(tmp, path)
-        out.append(path)
+        out.append(path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path)
     return out

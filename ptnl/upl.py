@@ -45,7 +45,6 @@ member (200 MB for ImageNet), the context costs 32 KB and the recomputation mill
 from __future__ import annotations
 
 import difflib
-import hashlib
 import io
 import json
 import time
@@ -59,7 +58,7 @@ import torch
 
 from ptnl import engine, store
 from ptnl import features as F
-from ptnl.config import RunConfig
+from ptnl.config import RunConfig, run_identity
 
 SELECTIONS = ("topk", "random")
 FILLS = ("all", "replace")
@@ -122,12 +121,8 @@ class UPLConfig:
 
     @property
     def run_id(self) -> str:
-        # Like RunConfig.run_id: the weights' identity is hashed too (a regenerated checkpoint
-        # never reuses the old one's runs).
-        from ptnl.clip import weights_identity
-
-        key = self.canonical_json() + "\n" + weights_identity(self.prompt.backbone, self.prompt.pretrained)
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        p = self.prompt  # the weights and data are hashed too, as for a RunConfig
+        return run_identity(self.canonical_json(), p.backbone, p.pretrained, p.dataset)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UPLConfig:
@@ -220,10 +215,11 @@ def sec5_unsupervised(
     fill: str = "all",
     methods: Sequence[str] = tuple(METHODS),
     feature_mode: str = "views",
+    pretrained="default",
 ) -> list[Ensemble]:
     """Notebook 07: every (dataset, method, repeat) ensemble. Repeat ``s`` draws Robust UPL's
     images with ``selection_seed = s`` and trains prompts ``member_seeds(s, n_prompts)``."""
-    from ptnl.experiments import _as_list
+    from ptnl.experiments import _as_list, pretrained_for
 
     if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 1:
         raise ValueError(
@@ -246,6 +242,7 @@ def sec5_unsupervised(
                         shots=shots,
                         epochs=epochs,
                         feature_mode=feature_mode,
+                        pretrained=pretrained_for(pretrained, backbone),
                     )
                     for m in member_seeds(s, n_prompts)
                 )
@@ -477,9 +474,17 @@ def train(
     for c in todo:
         buckets.setdefault(_group_key(c), []).append(c)
     done = {}
+
+    def train_group(group):
+        return _train_group(group, experiment, device, progress)
+
     for bucket in buckets.values():
         for s in range(0, len(bucket), group_size):
-            done.update(_train_group(bucket[s : s + group_size], experiment, device, progress))
+            group = bucket[s : s + group_size]
+            # Claimed as engine.run's runs are: two processes never train one member twice.
+            done.update(
+                train_group(group) if experiment is None else engine.claimed(group, experiment, train_group)
+            )
     return [done[c.run_id] if c.run_id in done else store.load_metrics(c, experiment) for c in configs]
 
 
@@ -489,9 +494,6 @@ def _is_done(c: UPLConfig, experiment: str) -> bool:
 
 def _train_group(group: list[UPLConfig], experiment, device, progress) -> dict[str, dict]:
     t0 = time.perf_counter()
-    if experiment is not None:
-        for c in group:
-            store.start_run(c, experiment)
     runs, sel, pl = prepare(group, device)
     modules = [
         engine.build_module(r.cfg, r.bundle, r.dataset, F.generator("init", r.cfg.seed)).to(r.device)
@@ -518,12 +520,10 @@ def _train_group(group: list[UPLConfig], experiment, device, progress) -> dict[s
             "predicted_counts": sel.predicted.tolist(),
         }
         out[c.run_id] = metrics
-        if experiment is not None:
-            d = store.run_dir(c, experiment)
+        if experiment is not None:  # written whole, the trained prompt beside the metrics
             buf = io.BytesIO()
             torch.save({k: v.detach().float().cpu() for k, v in _trained_state(m).items()}, buf)
-            store.atomic_write_bytes(d / PROMPT_FILE, buf.getvalue())  # before ``done``
-            store.finish_run(c, experiment, metrics)
+            store.write_run(c, experiment, metrics, files={PROMPT_FILE: buf.getvalue()})
     return out
 
 

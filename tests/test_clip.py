@@ -122,7 +122,7 @@ def test_local_state_dict_files_load_exactly(toy, tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, wrapped)
     b = clip.load_clip("toy-test", pretrained=wrapped)
     assert _params_equal(b.model, source.state_dict())
-    assert b.weights_id == f"file:{clip.file_sha256(wrapped)[:16]}"
+    assert b.weights_id == clip.file_weights_id(wrapped)
     st = tmp_path / "w.safetensors"
     _save_fp16_safetensors(source, st)
     assert clip.load_clip("toy-test", pretrained=str(st)).weights_id.startswith("file:")
@@ -132,7 +132,7 @@ def test_local_file_found_by_name_in_weights_dir(toy, tmp_path, monkeypatch):
     monkeypatch.setenv("PTNL_WEIGHTS", str(tmp_path))
     torch.save(_seeded_model(TINY_VIT, 8).state_dict(), tmp_path / "mine.pt")
     b = clip.load_clip("toy-test", pretrained="mine.pt")
-    assert b.weights_id == f"file:{clip.file_sha256(tmp_path / 'mine.pt')[:16]}"
+    assert b.weights_id == clip.file_weights_id(tmp_path / "mine.pt")
 
 
 class _Scripted(torch.nn.Module):
@@ -168,7 +168,7 @@ def test_torchscript_checkpoint_is_converted_once_with_a_warning(toy, tmp_path, 
         warnings.simplefilter("error")  # second load reads the converted file: no warning
         b2 = clip.load_clip("toy-test", pretrained=path)
     assert _params_equal(b2.model, source.state_dict())
-    assert b.weights_id == b2.weights_id == f"file:{clip.file_sha256(path)[:16]}"
+    assert b.weights_id == b2.weights_id == clip.file_weights_id(path)
 
 
 def test_registered_open_clip_config_name_loads(tmp_path):
@@ -258,10 +258,81 @@ def test_offline_tag_names_tag_cache_and_local_file(tmp_path, monkeypatch):
         raise FileNotFoundError("Failed to download file: Name or service not known")
 
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained", no_network)
+    monkeypatch.setattr(clip, "_unreachable", lambda tag_cfg: None)  # as if the hub answered
     with pytest.raises(
         RuntimeError, match="'openai' weights of ViT-B-32.*Name or service not known.*local file"
     ):
         clip.load_clip("ViT-B-32", pretrained="openai", cache_dir=str(tmp_path))
+
+
+def test_unreachable_hub_fails_fast_naming_every_offline_route(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(clip, "_unreachable", lambda tag_cfg: "huggingface.co is not reachable (gaierror)")
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", lambda *a, **k: pytest.fail("retried"))
+    with pytest.raises(FileNotFoundError) as e:  # the CLI's one-line errors catch FileNotFoundError
+        clip.load_clip("RN50", cache_dir=str(tmp_path))
+    msg = str(e.value)
+    for part in (
+        "'openai'",
+        str(tmp_path),
+        "not reachable",
+        "--pretrained",
+        "pretrained: FILE",
+        "HF_HUB_OFFLINE=1",
+    ):
+        assert part in msg
+    assert str(clip.weights_dir() / "RN50.pt") in msg
+
+
+def test_unreachable_probe_is_quick_and_says_why(monkeypatch):
+    import socket
+
+    def refuse(*a, **k):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert "not reachable" in clip._unreachable({"hf_hub": "timm/resnet50_clip.openai/"})
+    assert "openaipublic" in clip._unreachable({"url": "https://openaipublic.example/x/RN50.pt"})
+
+
+def test_same_weights_as_pt_and_safetensors_are_one_identity(toy, tmp_path):
+    source = _seeded_model(TINY_VIT, 11)
+    st = tmp_path / "w.safetensors"
+    half = _save_fp16_safetensors(source, st)  # fp16 values ...
+    pt = tmp_path / "w.pt"
+    torch.save({k: v.float() for k, v in half.items()}, pt)  # ... the same values, fp32, torch.save
+    assert clip.weights_identity("toy-test", str(st)) == clip.weights_identity("toy-test", str(pt))
+    assert clip.load_clip("toy-test", pretrained=pt).weights_id == clip.weights_identity("toy-test", str(st))
+    other = tmp_path / "other.pt"
+    torch.save(_seeded_model(TINY_VIT, 12).state_dict(), other)
+    assert clip.weights_identity("toy-test", str(other)) != clip.weights_identity("toy-test", str(pt))
+
+
+def test_default_weights_are_found_by_name_under_weights(tmp_path, monkeypatch):
+    (tmp_path / "ptnl-test-byname.json").write_text(json.dumps(TINY_VIT))
+    open_clip.add_model_config(tmp_path / "ptnl-test-byname.json")
+    with pytest.raises(ValueError, match="no default weights.*ptnl-test-byname.pt"):
+        clip.load_clip("ptnl-test-byname")
+    monkeypatch.setenv("PTNL_WEIGHTS", str(tmp_path / "weights"))
+    (tmp_path / "weights").mkdir()
+    source = _seeded_model(TINY_VIT, 13)
+    torch.save(source.state_dict(), tmp_path / "weights" / "ptnl-test-byname.pt")
+    b = clip.load_clip("ptnl-test-byname")
+    assert _params_equal(b.model, source.state_dict())
+    assert (
+        b.weights_id
+        == clip.weights_identity("ptnl-test-byname")
+        == clip.file_weights_id(tmp_path / "weights" / "ptnl-test-byname.pt")
+    )
+    assert clip.weights_available("ptnl-test-byname", "default")
+    _save_fp16_safetensors(source, tmp_path / "weights" / "ptnl-test-byname.safetensors")
+    with pytest.raises(ValueError, match="several weight files"):
+        clip.resolve_weights("ptnl-test-byname")
+    # the paper's names: weights/RN50.pt stands in for OpenAI's tag
+    assert clip.resolve_weights("RN50").tag == "openai"
+    torch.save({}, tmp_path / "weights" / "RN50.pt")
+    assert clip.resolve_weights("RN50").path == tmp_path / "weights" / "RN50.pt"
+    assert clip.resolve_weights("RN50-quickgelu").path == tmp_path / "weights" / "RN50.pt"
 
 
 def test_cached_tag_file_is_used_without_network(tmp_path, monkeypatch):

@@ -34,12 +34,35 @@ def test_hash_is_stable_and_canonical():
     assert a.replace(feature_mode="exact").run_id != a.run_id
 
 
-def test_run_id_is_pinned():
+def test_run_id_is_pinned(tmp_path, monkeypatch):
     # Every stored result is filed under this id: a change here orphans all existing results.
+    monkeypatch.setenv("PTNL_DATA", str(tmp_path))  # no OxfordPets on disk: its data identity is "missing"
+    monkeypatch.setenv("PTNL_WEIGHTS", str(tmp_path))  # no weights/RN50.pt: "default" is OpenAI's tag
     c = RunConfig(dataset="OxfordPets")
     assert c.canonical_json().startswith('{"backbone":"RN50","batch_size":32,"class_token_position":"end"')
-    key = c.canonical_json() + "\nopenai"  # RN50 "default" = OpenAI's weights
-    assert c.run_id == hashlib.sha256(key.encode()).hexdigest()[:16] == "5ddc2dc843bae034"
+    key = c.canonical_json() + "\nopenai\nmissing"
+    assert c.run_id == hashlib.sha256(key.encode()).hexdigest()[:16] == "0d850bac309dcde1"
+
+
+def test_run_id_follows_the_data(tmp_path, monkeypatch):
+    # The same command over another split (here: a split file appears) is another run.
+    from fakedata import write_coop
+
+    monkeypatch.setenv("PTNL_DATA", str(tmp_path))
+    c = RunConfig(dataset="DTD")
+    missing = c.run_id
+    write_coop(tmp_path, "DTD")
+    with_split = c.run_id
+    assert with_split != missing
+    toy = RunConfig(dataset="toy-shapes", backbone="toy-rn")
+    assert toy.run_id != toy.replace(dataset="toy-fine").run_id
+
+
+def test_ctx_init_sets_n_ctx_to_its_word_count_as_coop():
+    c = RunConfig(dataset="toy-shapes", ctx_init="a photo of a", n_ctx=16)
+    assert c.n_ctx == 4 and c.run_id == RunConfig(dataset="toy-shapes", ctx_init="a photo of a").run_id
+    with pytest.raises(ValueError, match="ctx_init must be words"):
+        RunConfig(dataset="toy-shapes", ctx_init="  ")
 
 
 def test_run_id_follows_the_weights(tmp_path, monkeypatch):

@@ -235,3 +235,54 @@ def test_plan_counts_notebook_07s_upl_ensembles(plan_dirs):
     assert row["notebook"] == "07_unsupervised" and row["runs"] == 2 * (1 + 2 * n_methods)
     assert row["backbones"] == ["toy-rn"] and row["pending"] == row["runs"]
     assert "not counted" not in out.getvalue()
+
+
+def test_pretrained_reaches_every_run_and_maps_per_backbone(tmp_path):
+    f = str(tmp_path / "rn50.pt")
+    cs = E.sec43_attribution(datasets=["toy-shapes"], noise_rates=[0], seeds=[1], pretrained=f, **TOY)
+    assert {c.pretrained for c in cs} == {f}
+    mapping = {"toy-rn": f, "toy-vit": None}
+    cs = E.sec45_architectures(
+        backbone="toy-rn",
+        backbones=["toy-rn", "toy-vit"],
+        datasets=["toy-shapes"],
+        table3_datasets=["toy-shapes"],
+        n_ctxs=[4],
+        noise_rates=[0],
+        seeds=[1],
+        epochs=3,
+        pretrained=mapping,
+    )
+    assert {(c.backbone, c.pretrained) for c in cs} == {("toy-rn", f), ("toy-vit", None)}
+    with pytest.raises(ValueError, match="one file, but this notebook uses toy-rn, toy-vit.*mapping"):
+        E.pretrained_by_backbone(f, ["toy-rn", "toy-vit"])
+    with pytest.raises(ValueError, match="unknown backbone 'RN-50'.*did you mean 'RN50'"):
+        E.pretrained_by_backbone({"RN-50": f}, ["toy-rn"])
+    # a common-section mapping may name backbones other notebooks use
+    assert E.pretrained_by_backbone({"RN50": f, "ViT-B/32": f}, ["ViT-B-32"]) == {"ViT-B-32": f}
+    ens = upl.sec5_unsupervised(
+        backbone="toy-rn", datasets=["toy-shapes"], n_prompts=1, epochs=3, pretrained=f
+    )
+    assert {m.prompt.pretrained for e in ens for m in e.members} == {f}
+
+
+def test_plan_honours_pretrained_and_reports_a_corrupt_split(plan_dirs, monkeypatch):
+    tmp_path = plan_dirs
+    monkeypatch.setenv("PTNL_DATA", str(tmp_path / "data"))
+    _notebook(
+        tmp_path / "notebooks" / "00_quickstart.ipynb",
+        "backbone = 'RN50'\npretrained = 'default'\ndataset = 'DTD'\nnoise_rates = [0.0]\nseeds = [1]\n"
+        "epochs = 3\nexperiment = 'paper'\n",
+    )
+    (tmp_path / "params" / "paper.yaml").write_text(yaml.safe_dump({"common": {"experiment": "paper"}}))
+    from fakedata import write_coop
+
+    write_coop(tmp_path / "data", "DTD")  # images and split, then the split file is broken
+    (tmp_path / "data" / "dtd" / "split_zhou_DescribableTextures.json").write_text("{not json")
+    out = io.StringIO()
+    [row] = E.plan("paper", overrides={"pretrained": str(tmp_path / "RN50.pt")}, file=out)
+    assert row["missing_weights"] == [f"RN50 ({tmp_path / 'RN50.pt'})"]
+    assert "DTD: corrupt" in out.getvalue() and "split_zhou_DescribableTextures.json" in out.getvalue()
+    with pytest.raises(ValueError, match="'pretrained' must be a string or a mapping or null"):
+        E.plan("paper", overrides={"pretrained": 3}, file=io.StringIO())
+    assert E.main(["--set", "paper", "-p", "pretrainde", "x.pt"]) == 2

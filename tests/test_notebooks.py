@@ -26,6 +26,7 @@ def layout(tmp_path, monkeypatch):
     monkeypatch.setattr(notebooks, "NOTEBOOKS_DIR", tmp_path / "notebooks")
     monkeypatch.setattr(notebooks, "PARAMS_DIR", tmp_path / "params")
     nb = _notebook(tmp_path / "notebooks" / "01_demo.ipynb")
+    _notebook(tmp_path / "notebooks" / "02_other.ipynb", "device = 'cpu'\nsave_figures = True\n")
     (tmp_path / "params" / "smoke.yaml").write_text(
         yaml.safe_dump({"common": {"backbone": "toy-vit", "device": "cpu"}, "01_demo": {"epochs": 2}})
     )
@@ -33,7 +34,7 @@ def layout(tmp_path, monkeypatch):
 
 
 def test_param_set_merges_common_and_section(layout):
-    # `device` is in common but not declared by this notebook: it is simply not passed.
+    # `device` is in common but not declared by this notebook (02_other declares it): not passed.
     assert notebooks.load_param_set("smoke", layout) == {"backbone": "toy-vit", "epochs": 2}
 
 
@@ -80,3 +81,94 @@ def test_param_sets_fit_the_notebooks(name):
     assert file.is_file()
     for nb in COMMITTED:
         notebooks.load_param_set(name, nb)  # raises on any unknown name
+
+
+def test_common_name_no_notebook_declares_is_an_error(layout, tmp_path):
+    (tmp_path / "params" / "typo.yaml").write_text("common: {epoch: 3}\n")
+    with pytest.raises(
+        ValueError, match="section 'common': unknown parameter 'epoch'; did you mean 'epochs'"
+    ):
+        notebooks.load_param_set("typo", layout)
+
+
+def test_broken_yaml_names_the_parameter():
+    with pytest.raises(ValueError, match="-p seeds: '\\[1, 2' is not valid YAML") as e:
+        notebooks.parse_overrides([["seeds", "[1, 2"]])
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("save_figures", "maybe", "'save_figures' must be true or false, got 'maybe'"),
+        ("seeds", "[1, 2]", "must be a list.*-y 'seeds: \\[a, b\\]'"),
+        ("epochs", True, "'epochs' must be an integer, got True"),
+        ("epochs", 2.5, "'epochs' must be an integer"),
+        ("backbone", 3, "'backbone' must be a string"),
+    ],
+)
+def test_values_must_have_their_parameters_type(name, value, match):
+    declared = {
+        "save_figures": "True",
+        "seeds": "[1, 2, 3]",
+        "epochs": "50",
+        "backbone": "'toy-rn'",
+        "lr": "0.1",
+    }
+    with pytest.raises(ValueError, match=match):
+        notebooks.check_values({name: value}, declared, "override")
+    notebooks.check_values({"lr": 1, "save_figures": False, "seeds": [1]}, declared, "override")  # fine
+    notebooks.check_values({"pretrained": {"RN50": "/x.pt"}}, {"pretrained": "'default'"}, "override")
+
+
+def test_an_override_goes_to_the_notebooks_that_declare_it(layout, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(
+        notebooks, "run", lambda nb, s, overrides, out: calls.append((nb.name, overrides)) or nb
+    )
+    nbs = [str(p) for p in sorted(layout.parent.glob("*.ipynb"))]
+    assert notebooks.main(["run", *nbs, "--set", "smoke", "-p", "device", "cuda"]) == 0
+    assert [c[0] for c in calls] == ["01_demo.ipynb", "02_other.ipynb"]
+    assert notebooks.main(["run", *nbs, "--set", "smoke", "-p", "devise", "cuda"]) == 2
+    assert "did you mean 'device'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_notebook_errors_reach_the_user_in_one_line(layout, tmp_path):
+    """A kernel: a mistyped injected name stops the first cell; a ptnl error is one line, and the
+    runner names the failed copy."""
+    import papermill
+
+    nb = layout
+    book = nbformat.read(nb, as_version=4)
+    book.cells.insert(
+        1,
+        nbformat.v4.new_code_cell(
+            f"from ptnl.notebooks import check_parameters\ncheck_parameters({str(nb)!r}, globals())"
+        ),
+    )
+    book.cells.append(
+        nbformat.v4.new_code_cell(
+            "from ptnl.config import RunConfig\nRunConfig(dataset='toy-shapes', shots=0)"
+        )
+    )
+    nbformat.write(book, nb)
+    with pytest.raises(papermill.PapermillExecutionError) as e:
+        papermill.execute_notebook(
+            str(nb),
+            str(tmp_path / "out.ipynb"),
+            parameters={"epoch": 3},
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    assert e.value.exec_count == 3 and "did you mean 'epochs'" in e.value.evalue
+    with pytest.raises(notebooks.NotebookFailed) as e:
+        notebooks.run(nb, "smoke", {"epochs": 1}, tmp_path / "build" / nb.name)
+    msg = str(e.value)
+    assert "ValueError: shots must be >= 1" in msg and "Traceback" not in msg
+    failed = tmp_path / "build" / "01_demo.failed.ipynb"
+    assert str(failed) in msg and failed.is_file() and not (tmp_path / "build" / nb.name).exists()
+    outputs = [o for c in nbformat.read(failed, as_version=4).cells for o in c.get("outputs", [])]
+    assert [o["traceback"] for o in outputs if o["output_type"] == "error"] == [
+        ["ValueError: shots must be >= 1, got 0"]
+    ]

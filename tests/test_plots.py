@@ -20,3 +20,13 @@ def test_figures_are_byte_stable(tmp_path):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
     assert {p.suffix for p in a} == {".png", ".pdf"}
     assert not list((tmp_path / "a").glob("*.tmp-*"))
+
+
+def test_only_the_toy_set_writes_the_committed_figures(tmp_path, monkeypatch):
+    from ptnl import paths
+
+    monkeypatch.setenv("PTNL_FIGURES", str(tmp_path / "figures"))
+    assert paths.figures_dir("toy") == paths.figures_dir() == tmp_path / "figures"
+    written = plots.save_figure(_draw(), "f", experiment="paper")
+    assert [p.parent for p in written] == [tmp_path / "figures" / "paper"] * 2
+    assert not (tmp_path / "figures" / "f.png").exists()

@@ -352,8 +352,12 @@ def _sweep_child(configs, group_size, log, go, out):
     import os
     import time
 
+    import torch
+
     from ptnl import engine
 
+    # A forked child must not enter the OpenMP pool its parent started (libgomp then hangs).
+    torch.set_num_threads(1)
     real = engine.prepare
 
     def prepare(cfg, *a, **k):
