@@ -155,6 +155,17 @@ def pretrained_for(pretrained, backbone: str):
     return pretrained_by_backbone(pretrained, [backbone])[canonical_name(backbone)]
 
 
+def _common(backbone, pretrained, epochs, shots, feature_mode) -> dict:
+    """The fields every run of a one-backbone section shares."""
+    return dict(
+        backbone=backbone,
+        pretrained=pretrained_for(pretrained, backbone),
+        epochs=epochs,
+        shots=shots,
+        feature_mode=feature_mode,
+    )
+
+
 def variant(method: str, loss: str = "ce") -> str:
     """The label of a (method, loss) pair in tables and figures: ``prompt``, ``prompt_gce``, ..."""
     return method if loss == "ce" else f"{method}_{loss}"
@@ -202,13 +213,7 @@ def quickstart(
     pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 00: zero-shot CLIP, and prompt tuning at each noise rate."""
-    common = dict(
-        backbone=backbone,
-        pretrained=pretrained_for(pretrained, backbone),
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = _common(backbone, pretrained, epochs, shots, feature_mode)
     return [
         config(dataset, method="zeroshot", **common),
         *_grid([dataset], [("prompt", "ce")], noise_rates, seeds, **common),
@@ -227,13 +232,7 @@ def sec3_gce(
     pretrained="default",
 ) -> list[RunConfig]:
     """Notebook 01: prompt tuning with CE and with GCE for each q in ``qs`` (q = 1 is MAE up to a factor)."""
-    common = dict(
-        backbone=backbone,
-        pretrained=pretrained_for(pretrained, backbone),
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = _common(backbone, pretrained, epochs, shots, feature_mode)
     out = _grid([dataset], [("prompt", "ce")], noise_rates, seeds, **common)
     for q in _as_list(qs, "qs"):
         if not isinstance(q, int | float) or not 0 < q <= 1:
@@ -276,13 +275,7 @@ def sec42_robustness(
 ) -> list[RunConfig]:
     """Notebook 02: Figure 2 (prompt tuning and a linear head, CE and GCE; the sklearn linear
     probe) on ``datasets``, and Figure 1's extra baseline, visual fine-tuning, on ``fig1_datasets``."""
-    common = dict(
-        backbone=backbone,
-        pretrained=pretrained_for(pretrained, backbone),
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = _common(backbone, pretrained, epochs, shots, feature_mode)
     return _grid(datasets, SEC42_FIG2, noise_rates, seeds, **common) + _grid(
         fig1_datasets, [("visual_ft", "ce")], noise_rates, seeds, **common
     )
@@ -304,13 +297,7 @@ def sec43_attribution(
 ) -> list[RunConfig]:
     """Notebook 03: Table 1 (class embeddings) and Table 2 (which prompt parts are learned)."""
     methods = [(m, "ce") for m in dict.fromkeys(TABLE1_METHODS + TABLE2_METHODS)]
-    common = dict(
-        backbone=backbone,
-        pretrained=pretrained_for(pretrained, backbone),
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = _common(backbone, pretrained, epochs, shots, feature_mode)
     return _grid(datasets, methods, noise_rates, seeds, **common)
 
 
@@ -332,13 +319,7 @@ def sec44_gradients(
             "the gradient-norm ratio needs noisy samples: set noise_rate > 0 (the paper uses 0.5)"
         )
     methods = [("prompt", "ce"), (SGD_LINEAR, "ce")]
-    common = dict(
-        backbone=backbone,
-        pretrained=pretrained_for(pretrained, backbone),
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = _common(backbone, pretrained, epochs, shots, feature_mode)
     return _grid(datasets, methods, [noise_rate], seeds, grad_ratio=True, **common)
 
 
@@ -407,13 +388,7 @@ def sec46_correlated(
     confusion noise at ``noise_rate`` (Table 4) on ``datasets``. ``confusion_from`` picks each
     mislabelled image's wrong class: "matrix" (one per class, the paper's reading) or "sample"."""
     _check_rate(noise_rate)
-    common = dict(
-        backbone=backbone,
-        pretrained=pretrained_for(pretrained, backbone),
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = _common(backbone, pretrained, epochs, shots, feature_mode)
     out = [
         config(d, method=m, seed=1, **common)
         for d in _as_list(confusion_datasets, "confusion_datasets")
@@ -452,13 +427,7 @@ def appendix(
         raise ValueError(
             f"random_prompt_draws must be an integer >= 1 (the paper uses 100), got {random_prompt_draws!r}"
         )
-    common = dict(
-        backbone=backbone,
-        pretrained=pretrained_for(pretrained, backbone),
-        epochs=epochs,
-        shots=shots,
-        feature_mode=feature_mode,
-    )
+    common = _common(backbone, pretrained, epochs, shots, feature_mode)
     out = [
         config(d, method="random_prompt", seed=s, **common)
         for d in _as_list(datasets, "datasets")
