@@ -7,7 +7,9 @@ keys. Names:
 - ``RN50`` and ``ViT-B-32`` (also spelled ``ViT-B/32``): the paper's two backbones. They always
   use open_clip's ``-quickgelu`` configs, because OpenAI trained them with QuickGELU and plain
   ``RN50`` in open_clip silently uses GELU: loading OpenAI weights into it gives wrong features
-  with only a warning. ``pretrained="default"`` means ``"openai"`` for these two.
+  with only a warning. ``pretrained="default"`` means, for these two, a file named after the
+  backbone in ``weights/`` (``weights/RN50.pt``, ``weights/ViT-B-32.safetensors``, ...) if there
+  is one, else the ``"openai"`` tag (``resolve_weights`` makes this choice for every caller).
 - any other open_clip model name (``open_clip.list_models()``), with an explicit tag or file.
 - the toy backbones of ``ptnl.toy.TOY_BACKBONES`` (an open_clip model-config JSON and a
   safetensors checkpoint each); ``pretrained="default"`` loads the shipped checkpoint.
