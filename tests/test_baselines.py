@@ -1,4 +1,4 @@
-"""ptnl.baselines: zero-shot, Classifier-R/C, TEnc-FT, linear probe, visual fine-tuning."""
+"""ptnl.models.heads: zero-shot, Classifier-R/C, TEnc-FT, linear probe, visual fine-tuning."""
 
 import json
 import types
@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptnl import baselines, clip
+from ptnl.models import clip
+from ptnl.models import heads as baselines
 
 TINY = {
     "embed_dim": 24,

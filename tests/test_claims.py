@@ -1,4 +1,4 @@
-"""ptnl.claims: summaries over seeds, claims measured on synthetic results and on the paper's numbers."""
+"""ptnl.report.claims: summaries over seeds, claims measured on synthetic results and on the paper's numbers."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptnl import claims as C
+from ptnl.report import claims as C
 
 
 def _rows(spec, seeds=(1, 2)):

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from ptnl import paths, store
+from ptnl.core import paths, store
 
 
 @pytest.mark.parametrize("cmd", [[], ["run"], ["sweep"], ["collect"], ["ratio"]])
 def test_help_shows_no_python_internals(cmd, capsys):
-    from ptnl.__main__ import main
+    from ptnl.tools.cli import main
 
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--help"])
@@ -27,7 +27,7 @@ def test_help_shows_no_python_internals(cmd, capsys):
 
 
 def test_run_without_dataset_is_a_usage_error(capsys):
-    from ptnl.__main__ import main
+    from ptnl.tools.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["run", "--experiment", "x"])
@@ -35,8 +35,8 @@ def test_run_without_dataset_is_a_usage_error(capsys):
 
 
 def test_ctrl_c_prints_the_resume_line_and_exits_130(fresh_store, monkeypatch, capsys):
-    from ptnl import engine
-    from ptnl.__main__ import main
+    from ptnl.tools.cli import main
+    from ptnl.train import engine
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -57,8 +57,8 @@ def test_ctrl_c_prints_the_resume_line_and_exits_130(fresh_store, monkeypatch, c
 
 
 def test_cli_run_passes_progress_unless_tqdm_disable(fresh_store, monkeypatch, capsys):
-    from ptnl import engine
-    from ptnl.__main__ import main
+    from ptnl.tools.cli import main
+    from ptnl.train import engine
 
     seen = []
     monkeypatch.setattr(

@@ -1,4 +1,4 @@
-"""ptnl.clip: loading (names, weights, errors), image and text features, zero-shot classifiers.
+"""ptnl.models.clip: loading (names, weights, errors), image and text features, zero-shot classifiers.
 
 Random weights throughout (no downloads). The tiny toy-like configs build in milliseconds; the
 real RN50 / ViT-B-32 architectures are built once per module and their tests are marked slow.
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ptnl import clip
+from ptnl.models import clip
 
 TINY_VIT = {
     "embed_dim": 32,

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from ptnl.config import RunConfig, lr_at_epoch
+from ptnl.train.config import RunConfig, lr_at_epoch
 
 
 def test_defaults_are_the_paper_recipe():
@@ -67,7 +67,8 @@ def test_ctx_init_sets_n_ctx_to_its_word_count_as_coop():
 
 def test_run_id_follows_the_weights(tmp_path, monkeypatch):
     # Same config, regenerated toy checkpoint: a different run id, so old results are not reused.
-    from ptnl import clip, toy
+    from ptnl import toy
+    from ptnl.models import clip
 
     cfg = RunConfig(dataset="toy-shapes", backbone="toy-rn")
     spec = toy.TOY_BACKBONES["toy-rn"]

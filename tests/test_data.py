@@ -30,8 +30,8 @@ from ptnl.data import (
     resolve_name,
 )
 from ptnl.data import datasets as D
+from ptnl.data.noise import add_noise
 from ptnl.data.sampling import FEWSHOT_STREAM, NOISE_STREAM, rng_stream
-from ptnl.noise import add_noise
 
 
 @pytest.fixture

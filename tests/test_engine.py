@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from ptnl import engine, store
-from ptnl import features as F
-from ptnl.bench import register_tiny_clip, synthetic_dataset
-from ptnl.config import RunConfig
+from ptnl.core import store
+from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+from ptnl.train import engine
+from ptnl.train import features as F
+from ptnl.train.config import RunConfig
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +247,7 @@ def test_confusion_noise_reads_zero_shot_probabilities(tiny, ds, monkeypatch):
     torch.testing.assert_close(p.sum(1), torch.ones(16))
     assert r.labels.n_noisy == 8
     # "matrix": one wrong class per true class; "sample": each image's own top wrong class.
-    from ptnl.noise import add_noise
+    from ptnl.data.noise import add_noise
 
     true = r.labels.true
     for how in ("matrix", "sample"):
@@ -261,7 +262,7 @@ def test_confusion_noise_reads_zero_shot_probabilities(tiny, ds, monkeypatch):
 def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):
     """The benchmark's plain CoOp loop (full-length prompts, no truncation, no shared prefix) and
     ptnl's exact mode see the same crops, order, init and learning rates: same numbers."""
-    from ptnl.bench import CoOpReference, reference_fit
+    from ptnl.tools.bench import CoOpReference, reference_fit
 
     c = cfg(tiny, feature_mode="exact", epochs=3, noise_rate=0.25, lr=0.05, warmup_epochs=0)
     r = engine.prepare(c)
@@ -280,7 +281,7 @@ def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):
 
 def test_bench_measures_and_reports(tiny, fresh_store, tmp_path):
     """One in-process measurement per row kind, then the ratios and the markdown table."""
-    from ptnl import bench
+    from ptnl.tools import bench
 
     rows = [bench.measure(tiny, mode, steps=1, n_classes=5) for mode in ("reference", "exact", "views")]
     assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
@@ -303,7 +304,16 @@ def test_bench_cli_smoke(tmp_path):
     import sys
 
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "ptnl.bench", "--smoke", "--steps", "1", "--modes", "reference,exact,views"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ptnl.tools.bench",
+        "--smoke",
+        "--steps",
+        "1",
+        "--modes",
+        "reference,exact,views",
+    ]
     res = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
     assert "| ptnl-tiny | exact |" in res.stdout

@@ -1,4 +1,4 @@
-"""ptnl.experiments: the sections' grids, reading back exactly a grid's runs, and the plan."""
+"""ptnl.sections.experiments: the sections' grids, reading back exactly a grid's runs, and the plan."""
 
 import io
 
@@ -6,9 +6,11 @@ import nbformat
 import pytest
 import yaml
 
-from ptnl import experiments as E
-from ptnl import notebooks, store, upl
-from ptnl.config import RunConfig
+from ptnl.core import store
+from ptnl.sections import experiments as E
+from ptnl.tools import notebooks
+from ptnl.train import upl
+from ptnl.train.config import RunConfig
 
 TOY = dict(backbone="toy-vit", epochs=3)
 
@@ -180,7 +182,7 @@ def _notebook(path, source):
 
 @pytest.fixture
 def plan_dirs(fresh_store, tmp_path, monkeypatch):
-    """Empty notebooks/ and params/ folders that ptnl.notebooks reads instead of the repo's."""
+    """Empty notebooks/ and params/ folders that ptnl.tools.notebooks reads instead of the repo's."""
     for name, attr in (("notebooks", "NOTEBOOKS_DIR"), ("params", "PARAMS_DIR")):
         (tmp_path / name).mkdir()
         monkeypatch.setattr(notebooks, attr, tmp_path / name)

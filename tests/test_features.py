@@ -8,13 +8,13 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from ptnl import features as F
-from ptnl.bench import register_tiny_clip, synthetic_dataset
+from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+from ptnl.train import features as F
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from ptnl.clip import load_clip
+    from ptnl.models.clip import load_clip
 
     return load_clip(register_tiny_clip("ptnl-tiny-feat", tmp_path_factory.mktemp("cfg")), pretrained=None)
 
@@ -131,7 +131,7 @@ def test_resnet_features_do_not_depend_on_what_else_was_missing_from_the_cache(
 ):
     # A ResNet tower's convolutions give batch-size-dependent rounding; the cache encodes full
     # (padded) batches, so an image's cached features are the same bits whatever its companions.
-    from ptnl.clip import load_clip
+    from ptnl.models.clip import load_clip
 
     rn = load_clip("toy-rn")
     big = synthetic_dataset(n_classes=4, train_per_class=40, test_per_class=1)

@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 
-from ptnl import engine, fidelity
-from ptnl.bench import register_tiny_clip, synthetic_dataset
-from ptnl.config import RunConfig
+from ptnl.tools import fidelity
+from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
 from ptnl.toy import TOY_BACKBONES
+from ptnl.train import engine
+from ptnl.train.config import RunConfig
 
 
 def test_spectrum_counts_equal_directions_exactly():

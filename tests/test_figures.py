@@ -1,4 +1,4 @@
-"""ptnl.figures: what is drawn where, and byte-stable files."""
+"""ptnl.report.figures: what is drawn where, and byte-stable files."""
 
 import matplotlib
 
@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ptnl import claims, figures, plots  # noqa: E402
+from ptnl.report import plots  # noqa: E402
+from ptnl.report import claims, figures
 
 
 def _summary(datasets=("toy-shapes", "toy-fine"), variants=("prompt", "linear_probe")):

@@ -1,11 +1,11 @@
-"""ptnl.gpucheck: the GPU readiness check, run in its CPU dry mode (tiny random backbones)."""
+"""ptnl.tools.gpucheck: the GPU readiness check, run in its CPU dry mode (tiny random backbones)."""
 
 import json
 
 import pytest
 import torch
 
-from ptnl import bench, gpucheck
+from ptnl.tools import bench, gpucheck
 
 
 class EotOffByOne(bench.CoOpReference):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptnl.losses import LOSSES, RCE_LOG_ZERO, get_loss
+from ptnl.models.losses import LOSSES, RCE_LOG_ZERO, get_loss
 
 # Hand-made logits with known softmax: row 0 is uniform over 4 classes, row 1 puts
 # p = [e^2, 1, 1, 1] / (e^2 + 3) on the classes.

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ptnl.data import fewshot_indices
-from ptnl.noise import KINDS, PAPER_NOISE_RATES, NoisyLabels, add_noise, n_noisy_per_class
+from ptnl.data.noise import KINDS, PAPER_NOISE_RATES, NoisyLabels, add_noise, n_noisy_per_class
 
 C, K = 10, 16
 LABELS = np.repeat(np.arange(C), K)  # a 16-shot set, grouped by class

@@ -6,7 +6,8 @@ import nbformat
 import pytest
 import yaml
 
-from ptnl import notebooks, paths
+from ptnl.core import paths
+from ptnl.tools import notebooks
 
 
 def _notebook(path, source="backbone = 'toy-rn'\nseeds = [1, 2, 3]\nepochs = 50\n"):
@@ -144,12 +145,12 @@ def test_notebook_errors_reach_the_user_in_one_line(layout, tmp_path):
     book.cells.insert(
         1,
         nbformat.v4.new_code_cell(
-            f"from ptnl.notebooks import check_parameters\ncheck_parameters({str(nb)!r}, globals())"
+            f"from ptnl.tools.notebooks import check_parameters\ncheck_parameters({str(nb)!r}, globals())"
         ),
     )
     book.cells.append(
         nbformat.v4.new_code_cell(
-            "from ptnl.config import RunConfig\nRunConfig(dataset='toy-shapes', shots=0)"
+            "from ptnl.train.config import RunConfig\nRunConfig(dataset='toy-shapes', shots=0)"
         )
     )
     nbformat.write(book, nb)

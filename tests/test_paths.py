@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from ptnl import paths
+from ptnl.core import paths
 
 
 def test_repo_root_holds_the_project():
     assert (paths.REPO_ROOT / "pyproject.toml").is_file()
-    assert (paths.REPO_ROOT / "ptnl" / "paths.py").is_file()
+    assert (paths.REPO_ROOT / "ptnl" / "core" / "paths.py").is_file()
 
 
 def test_defaults_live_under_repo_root(monkeypatch):
@@ -36,7 +36,7 @@ def test_environment_variables_win(monkeypatch, tmp_path):
 def test_paths_do_not_depend_on_the_working_directory(tmp_path):
     # nbval runs kernels in notebooks/, papermill in its --cwd: the answer must be the same.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTNL_")}
-    code = "from ptnl import paths; print(paths.results_dir()); print(paths.cache_dir())"
+    code = "from ptnl.core import paths; print(paths.results_dir()); print(paths.cache_dir())"
     outs = {
         cwd: subprocess.run(
             [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True

@@ -3,7 +3,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ptnl import plots  # noqa: E402
+from ptnl.report import plots  # noqa: E402
 
 
 def _draw():
@@ -23,7 +23,7 @@ def test_figures_are_byte_stable(tmp_path):
 
 
 def test_only_the_toy_set_writes_the_committed_figures(tmp_path, monkeypatch):
-    from ptnl import paths
+    from ptnl.core import paths
 
     monkeypatch.setenv("PTNL_FIGURES", str(tmp_path / "figures"))
     assert paths.figures_dir("toy") == paths.figures_dir() == tmp_path / "figures"

@@ -1,4 +1,4 @@
-"""ptnl.prompts: CoOp prompt learners checked against CLIP's own encode_text of the same strings.
+"""ptnl.models.prompts: CoOp prompt learners checked against CLIP's own encode_text of the same strings.
 
 With the context initialised from "a photo of a", the learner's prompt for class c *is* the
 hand-crafted prompt "a photo of a c." in embedding space, so its features must equal
@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptnl import clip
-from ptnl.prompts import PromptCLIP, PromptLearner, prompt_token_ids, random_prompt_classifier
+from ptnl.models import clip
+from ptnl.models.prompts import PromptCLIP, PromptLearner, prompt_token_ids, random_prompt_classifier
 
 TINY = {
     "embed_dim": 24,

@@ -1,6 +1,6 @@
 import pytest
 
-from ptnl import reference
+from ptnl.report import reference
 
 
 def test_every_table_is_present_and_in_range():

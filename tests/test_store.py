@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from ptnl import paths, store
-from ptnl.config import RunConfig
+from ptnl.core import paths, store
+from ptnl.train.config import RunConfig
 
 
 def test_write_then_collect(fresh_store):

@@ -4,14 +4,15 @@ import sys
 
 import pytest
 
-from ptnl import paths, store, sweep
-from ptnl.config import RunConfig
+from ptnl.core import paths, store
+from ptnl.train import sweep
+from ptnl.train.config import RunConfig
 
 
 @pytest.fixture
 def fake_engine(monkeypatch):
     """engine.run/run_group replaced by bookkeeping: the sweep logic is what is tested here."""
-    from ptnl import engine
+    from ptnl.train import engine
 
     calls = []
 
@@ -103,7 +104,7 @@ def test_cli_sweep_and_collect(fresh_store, tmp_path):
 def test_cli_run_flags_build_the_config():
     import argparse
 
-    from ptnl.__main__ import _add_config_flags, _config_from_args
+    from ptnl.tools.cli import _add_config_flags, _config_from_args
 
     p = argparse.ArgumentParser()
     _add_config_flags(p)
@@ -140,9 +141,9 @@ def test_quiet_follows_env(monkeypatch):
 
 
 def test_cli_run_sweep_collect_in_process(fresh_store, tmp_path, monkeypatch, capsys):
-    from ptnl import engine
-    from ptnl.__main__ import main
-    from ptnl.bench import register_tiny_clip, synthetic_dataset
+    from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+    from ptnl.tools.cli import main
+    from ptnl.train import engine
 
     tiny = register_tiny_clip("ptnl-tiny-cli", tmp_path)
     data = synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2)
@@ -166,8 +167,8 @@ def test_cli_run_sweep_collect_in_process(fresh_store, tmp_path, monkeypatch, ca
 
 
 def test_cli_ratio_reports_drops_and_seed_intervals(fresh_store, capsys):
-    from ptnl import store
-    from ptnl.__main__ import main
+    from ptnl.core import store
+    from ptnl.tools.cli import main
 
     # Clean 70 %; at 50 % noise prompt tuning drops 4 (seed 1) or 6 (seed 2), Classifier-R 20.
     drops = {("prompt", 1): 4.0, ("prompt", 2): 6.0, ("classifier_r", 1): 20.0, ("classifier_r", 2): 20.0}
@@ -233,8 +234,8 @@ def _in_thread(fn):
 @pytest.fixture
 def tiny_world(fresh_store, tmp_path, monkeypatch):
     """A tiny random CLIP and a synthetic dataset: real runs that take a fraction of a second."""
-    from ptnl import engine
-    from ptnl.bench import register_tiny_clip, synthetic_dataset
+    from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+    from ptnl.train import engine
 
     tiny = register_tiny_clip("ptnl-tiny-sweep", tmp_path)
     data = synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2)
@@ -252,7 +253,7 @@ def _leftovers(experiment):
 
 
 def test_failed_runs_leave_nothing_in_the_store(tiny_world, monkeypatch):
-    from ptnl import engine
+    from ptnl.train import engine
 
     good = RunConfig(**tiny_world)
     with pytest.raises(Exception):  # noqa: B017 (whatever the loader raises)
@@ -274,7 +275,7 @@ def test_failed_runs_leave_nothing_in_the_store(tiny_world, monkeypatch):
 def test_engine_run_waits_for_a_live_owner_and_takes_over_a_dead_ones(fresh_store, monkeypatch):
     import os
 
-    from ptnl import engine
+    from ptnl.train import engine
 
     monkeypatch.setattr(store, "POLL_SECONDS", 0.05, raising=False)
     trained = []
@@ -299,7 +300,7 @@ def test_engine_run_waits_for_a_live_owner_and_takes_over_a_dead_ones(fresh_stor
 def test_run_group_leaves_a_claimed_run_to_its_owner(tiny_world):
     import os
 
-    from ptnl import engine
+    from ptnl.train import engine
 
     a, b = RunConfig(**tiny_world), RunConfig(**tiny_world, seed=2)
     claim = _claim_as(b, "exp", os.getppid())
@@ -354,7 +355,7 @@ def _sweep_child(configs, group_size, log, go, out):
 
     import torch
 
-    from ptnl import engine
+    from ptnl.train import engine
 
     # A forked child must not enter the OpenMP pool its parent started (libgomp then hangs).
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""ptnl.prompts.prompt_token_ids against CoOp's PromptLearner, replayed on token ids.
+"""ptnl.models.prompts.prompt_token_ids against CoOp's PromptLearner, replayed on token ids.
 
 ``coop`` below is CoOp's tokenisation and slicing (trainers/coop.py, reference §2a) with
 ``open_clip.tokenize`` (CLIP's BPE) in place of ``clip.tokenize``, and token ids in place of
@@ -11,7 +11,7 @@ import torch
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
 from ptnl.data.datasets import CALTECH_RENAMES, EUROSAT_NAMES
-from ptnl.prompts import prompt_token_ids
+from ptnl.models.prompts import prompt_token_ids
 from ptnl.toy.tasks import TASKS
 
 TOK = open_clip.SimpleTokenizer()  # CLIP's BPE, context 77

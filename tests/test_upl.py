@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from ptnl import engine, store, upl
-from ptnl import features as F
-from ptnl.bench import register_tiny_clip, synthetic_dataset
-from ptnl.config import RunConfig
+from ptnl.core import store
+from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
 from ptnl.toy import TOY_BACKBONES
+from ptnl.train import engine, upl
+from ptnl.train import features as F
+from ptnl.train.config import RunConfig
 
 # -- selection (pure numpy) --------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Two routes to the same files, picked by ``source``:
 
 - ``"coop"``: CoOp's fixed splits (``split_zhou_<Name>.json``: train/val/test lists of
   ``[relative path, label, classname]``) over images laid out as CoOp's DATASETS.md lays them out,
-  under ``ptnl.paths.data_root()``. FGVCAircraft has no JSON: CoOp (and we) read the official
+  under ``ptnl.core.paths.data_root()``. FGVCAircraft has no JSON: CoOp (and we) read the official
   ``images_variant_{train,val,test}.txt``. ImageNet is class folders plus ``classnames.txt``.
   Where torchvision's download puts the same images elsewhere (``dtd/dtd/images``,
   ``oxford-iiit-pet/images``, ...), that folder is tried second, so a CoOp split file can be laid
@@ -36,10 +36,10 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from ptnl.core.paths import data_root
 from ptnl.data.base import Dataset, ImageReadError, Split
 from ptnl.data.sampling import SPLIT_STREAM, rng_stream
 from ptnl.data.templates import TEMPLATES
-from ptnl.paths import data_root
 
 COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 SOURCES = ("auto", "coop", "torchvision")
@@ -589,7 +589,7 @@ def on_disk(name: str, root: str | Path | None = None) -> bool:
 def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> Dataset:
     """The dataset ``name`` (see the module docstring for ``source``); "toy-*" names go to ptnl.toy.
 
-    ``root`` is the folder holding all datasets (default ``ptnl.paths.data_root()``, i.e.
+    ``root`` is the folder holding all datasets (default ``ptnl.core.paths.data_root()``, i.e.
     ``$PTNL_DATA`` or ``data/``); the toy world ignores it.
     """
     if isinstance(name, str) and name.lower().startswith("toy-"):

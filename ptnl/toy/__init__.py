@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptnl.paths import toy_checkpoint_dir
+from ptnl.core.paths import toy_checkpoint_dir
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ptnl.paths import cache_dir, toy_checkpoint_dir
+from ptnl.core.paths import cache_dir, toy_checkpoint_dir
 from ptnl.toy import CONFIG_DIR, TOY_BACKBONES, TOY_TASKS
 from ptnl.toy.world import (
     IMAGE_SIZE,
@@ -185,7 +185,7 @@ def crop_views(x: torch.Tensor, g: torch.Generator, rate: float = CROP_RATE) -> 
     """Replace a `rate` share of the pictures in x [B,3,H,W] by a random resized crop + flip."""
     from torchvision.transforms.v2 import functional as TF
 
-    from ptnl.features import random_resized_crop_params
+    from ptnl.train.features import random_resized_crop_params
 
     out = x.clone()
     h, w = x.shape[-2:]
@@ -288,7 +288,7 @@ def zero_shot_cosines(
 
 
 def mean_zero_shot_ece(cosines, temperature: float) -> float:
-    from ptnl.fidelity import expected_calibration_error
+    from ptnl.tools.fidelity import expected_calibration_error
 
     return float(np.mean([expected_calibration_error((temperature * c).softmax(1), y) for c, y in cosines]))
 

@@ -74,7 +74,7 @@ def zero_shot_acc(
     return float((pred == ds.test.labels[:n]).mean())
 
 
-# CoOp's train augmentation (ptnl.features.augment), written with torchvision's own transforms here.
+# CoOp's train augmentation (ptnl.train.features.augment), written with torchvision's own transforms here.
 COOP_RRC_SCALE = (0.08, 1.0)
 
 

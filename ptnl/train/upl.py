@@ -56,13 +56,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ptnl import engine, store
-from ptnl import features as F
-from ptnl.config import RunConfig, run_identity
+from ptnl.core import store
+from ptnl.train import engine
+from ptnl.train import features as F
+from ptnl.train.config import RunConfig, run_identity
 
 SELECTIONS = ("topk", "random")
 FILLS = ("all", "replace")
-# method -> (selection, loss); GCE's q comes from ptnl.experiments.config (0.5, Section 3).
+# method -> (selection, loss); GCE's q comes from ptnl.sections.experiments.config (0.5, Section 3).
 METHODS = {"upl": ("topk", "ce"), "robust_upl_ce": ("random", "ce"), "robust_upl_gce": ("random", "gce")}
 PAPER_N_PROMPTS = 4  # Section 5: "combining the outputs of four distinct models"
 UPL_STREAM = 11  # numpy stream id of the random selection (ptnl.data.sampling uses 1-3); never renumber
@@ -112,7 +113,7 @@ class UPLConfig:
             raise ValueError(f"selection_seed must be an integer >= 0, got {s!r}")
         object.__setattr__(self, "selection_seed", int(s))
 
-    # -- identity (the protocol ptnl.store uses) ------------------------------------------------
+    # -- identity (the protocol ptnl.core.store uses) ------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {**self.prompt.to_dict(), **{k: getattr(self, k) for k in _UPL_FIELDS}}
 
@@ -168,7 +169,7 @@ def config(
     **fields,
 ) -> UPLConfig:
     """One member of ``method``'s ensemble (GCE with q = 0.5, as everywhere in ptnl)."""
-    from ptnl.experiments import config as run_config
+    from ptnl.sections.experiments import config as run_config
 
     if method not in METHODS:
         raise ValueError(f"unknown UPL method {method!r}; choose one of {', '.join(METHODS)}")
@@ -219,7 +220,7 @@ def sec5_unsupervised(
 ) -> list[Ensemble]:
     """Notebook 07: every (dataset, method, repeat) ensemble. Repeat ``s`` draws Robust UPL's
     images with ``selection_seed = s`` and trains prompts ``member_seeds(s, n_prompts)``."""
-    from ptnl.experiments import _as_list, pretrained_for
+    from ptnl.sections.experiments import _as_list, pretrained_for
 
     if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 1:
         raise ValueError(
@@ -257,7 +258,7 @@ def members(ensembles: Iterable[Ensemble]) -> list[UPLConfig]:
 
 def describe(ensembles: Sequence[Ensemble], experiment: str) -> str:
     """What ``run`` will do: ensembles, member runs done / to run, and what is missing on disk."""
-    from ptnl.experiments import dataset_on_disk, weights_on_disk
+    from ptnl.sections.experiments import dataset_on_disk, weights_on_disk
 
     ms = members(ensembles)
     done = sum(_is_done(c, experiment) for c in ms)
@@ -281,7 +282,7 @@ def describe(ensembles: Sequence[Ensemble], experiment: str) -> str:
 
 def zeroshot_configs(ensembles: Iterable[Ensemble]) -> list[RunConfig]:
     """The zero-shot run (engine method "zeroshot") of each dataset/backbone: Table 5's 0-Shot column."""
-    from ptnl.experiments import config as run_config
+    from ptnl.sections.experiments import config as run_config
 
     seen = {}
     for e in ensembles:
@@ -318,7 +319,7 @@ def pseudo_label(
 ) -> PseudoLabels:
     """Zero-shot CLIP on every train image: the hand-crafted prompt, centre crops, softmax of
     ``logit_scale * cos`` (UPL's ``zero_shot_analyze``), in batches so only [N] arrays are kept."""
-    from ptnl.baselines import ZeroShotCLIP
+    from ptnl.models.heads import ZeroShotCLIP
 
     device = torch.device(device)
     idx = np.arange(len(dataset.train))
@@ -408,7 +409,7 @@ def select(
 
 def noisy_labels(dataset, sel: Selection, seed: int):
     """The selection as ``NoisyLabels``: ``noisy`` = pseudo-labels, ``true`` = ground truth."""
-    from ptnl.noise import NoisyLabels
+    from ptnl.data.noise import NoisyLabels
 
     true = np.asarray(dataset.train.labels, np.int64)[sel.idx]
     wrong = sel.labels != true
@@ -443,7 +444,7 @@ def prepare(configs: Sequence[UPLConfig], device=None, dataset=None, bundle=None
 
 
 def _group_key(c: UPLConfig) -> str:
-    from ptnl.sweep import group_key, groupable
+    from ptnl.train.sweep import group_key, groupable
 
     if not groupable(c.prompt):  # exact mode: one at a time
         return c.run_id
@@ -700,7 +701,7 @@ def pseudo_label_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def paper_summary() -> pd.DataFrame:
     """Table 5 and the Caltech101 pseudo-label accuracies of Section 5 in ``summarize``'s shape."""
-    from ptnl import reference
+    from ptnl.report import reference
 
     t = reference.table("Table 5")
     out = pd.DataFrame(
@@ -737,7 +738,7 @@ def table(
 ) -> pd.DataFrame:
     """Table 5's layout: one row per (source, dataset), one column per variant, "mean ± std" over
     repeats, and a "mean" row over datasets per source."""
-    from ptnl.claims import fmt
+    from ptnl.report.claims import fmt
 
     blocks = []
     for source, s in (("ours", ours), ("paper", paper)):
@@ -765,7 +766,7 @@ def table(
 def claims_specs() -> list[dict]:
     """Section 5's claims, measured on ensemble accuracies and pseudo-label accuracies (one
     summary frame holding both: Table 5's variants and ``pl:*``)."""
-    from ptnl.claims import acc, claim
+    from ptnl.report.claims import acc, claim
 
     def best_other(s):
         return pd.concat([acc(s, "upl"), acc(s, "robust_upl_ce")], axis=1).max(axis=1)
@@ -827,7 +828,7 @@ def figure(
     The zero-shot accuracy each bar is measured from is written under the dataset's name."""
     import matplotlib.pyplot as plt
 
-    from ptnl import figures
+    from ptnl.report import figures
 
     sources = [("ours", ours)] + ([("paper", paper)] if paper is not None and len(paper) else [])
     colors = figures.colors_for(

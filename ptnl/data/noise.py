@@ -57,8 +57,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ptnl.config import CONFUSION_FROM
 from ptnl.data.sampling import NOISE_STREAM, check_labels, check_seed, class_members, rng_stream
+from ptnl.train.config import CONFUSION_FROM
 
 KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
 EXACT_KINDS = ("symmetric", "pair", "confusion")  # exactly round(r * n_c) noisy per class

@@ -37,8 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from ptnl import paths
-from ptnl.config import RunConfig
+from ptnl.core import paths
+from ptnl.train.config import RunConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"

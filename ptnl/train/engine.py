@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ptnl import features as F
-from ptnl import store
-from ptnl.config import PROMPT_METHODS, RunConfig, lr_at_epoch
+from ptnl.core import store
+from ptnl.train import features as F
+from ptnl.train.config import PROMPT_METHODS, RunConfig, lr_at_epoch
 
 EVAL_BATCH = 1024
 # Per-sample gradients cost (samples x parameters) memory, and the batched backward holds one
@@ -53,7 +53,7 @@ PER_SAMPLE_GRAD_FLOATS = 64_000_000
 
 
 def autocast(device, precision):
-    from ptnl.clip import autocast as _autocast
+    from ptnl.models.clip import autocast as _autocast
 
     return _autocast(device, precision)
 
@@ -77,7 +77,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def _load_clip(backbone: str, pretrained, device: str):
     # Frozen towers are shared by every run of a sweep in this process; methods that train a
     # tower (tenc_ft, visual_ft) copy the parts they train.
-    from ptnl.clip import load_clip
+    from ptnl.models.clip import load_clip
 
     return load_clip(backbone, pretrained=pretrained, device=device)
 
@@ -94,10 +94,10 @@ class Run:
     """Everything a method family needs, built once per run by ``prepare``."""
 
     cfg: RunConfig
-    bundle: object  # ptnl.clip.CLIPBundle
+    bundle: object  # ptnl.models.clip.CLIPBundle
     dataset: object  # ptnl.data.base.Dataset
     train_idx: np.ndarray  # few-shot indices into dataset.train
-    labels: object  # ptnl.noise.NoisyLabels over train_idx
+    labels: object  # ptnl.data.noise.NoisyLabels over train_idx
     device: torch.device
     precision: str  # resolved: fp32, bf16 or fp16
 
@@ -114,7 +114,7 @@ class Run:
 def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
     """Load (or take) the dataset and backbone, draw the few-shot set and its noisy labels."""
     from ptnl.data import check_images, fewshot_indices
-    from ptnl.noise import add_noise
+    from ptnl.data.noise import add_noise
 
     device = resolve_device(device)
     precision = resolve_precision(cfg.precision, device)
@@ -199,7 +199,7 @@ def feature_source(r: Run, progress=False, bank: torch.Tensor | None = None):
 def zeroshot_probs(bundle, dataset, idx, device, precision) -> torch.Tensor:
     """Zero-shot CLIP probabilities [N, C] of train images ``idx`` (the hand-crafted template on
     centre crops from the cache): the scores confusion noise reads."""
-    from ptnl.baselines import ZeroShotCLIP
+    from ptnl.models.heads import ZeroShotCLIP
 
     img = F.cached_features(bundle, dataset, "train", idx, ["center"], device, precision)[0].to(device)
     zs = ZeroShotCLIP(bundle, dataset.prompts())
@@ -210,10 +210,10 @@ def zeroshot_probs(bundle, dataset, idx, device, precision) -> torch.Tensor:
 
 
 def build_module(cfg: RunConfig, bundle, dataset, generator: torch.Generator):
-    """The method module for ``cfg.method`` (see ptnl.prompts / ptnl.baselines)."""
+    """The method module for ``cfg.method`` (see ptnl.models.prompts / ptnl.models.heads)."""
     names = dataset.classnames
     if cfg.method in PROMPT_METHODS or cfg.method == "random_prompt":
-        from ptnl import prompts
+        from ptnl.models import prompts
 
         learn = {"prompt": "ctx", "random_prompt": "ctx", "cls_tuning": "cls", "full_prompt": "full"}[
             cfg.method
@@ -228,7 +228,7 @@ def build_module(cfg: RunConfig, bundle, dataset, generator: torch.Generator):
             learn=learn,
             generator=generator,
         )
-    from ptnl import baselines
+    from ptnl.models import heads as baselines
 
     if cfg.method == "zeroshot":
         return baselines.ZeroShotCLIP(bundle, dataset.prompts())
@@ -327,7 +327,7 @@ def fit(runs: list[Run], modules: list, sources: list, progress=False) -> list[d
     mean losses backpropagated once (their parameters are disjoint, so each gets exactly its own
     gradient), and each run's own optimizer, learning rate, data order and views.
     """
-    from ptnl.losses import get_loss
+    from ptnl.models.losses import get_loss
 
     cfg0 = runs[0].cfg
     n = runs[0].n_train
@@ -482,7 +482,7 @@ def _run_untrained(r: Run, progress=False) -> dict:
 
 
 def _run_linear_probe(r: Run, progress=False) -> dict:
-    from ptnl import baselines
+    from ptnl.models import heads as baselines
 
     bank = train_bank(r, progress) if r.cfg.feature_mode != "exact" else None
     if bank is None:  # exact mode has no stored views: the probe sees centre crops, as CLIP's
@@ -501,7 +501,7 @@ def _run_linear_probe(r: Run, progress=False) -> dict:
 def _run_visual_ft(r: Run, progress=False) -> dict:
     import torchvision.transforms as T
 
-    from ptnl import baselines
+    from ptnl.models import heads as baselines
 
     cfg = r.cfg
     module = baselines.VisualFT(r.bundle, r.dataset.n_classes, generator=F.generator("init", cfg.seed)).to(
@@ -620,7 +620,7 @@ def run_group(configs, experiment: str | None = None, device=None, progress=Fals
     metrics equal ``run(config)``'s up to float rounding. Returns the metrics in config order.
     With ``experiment``, runs are claimed and stored as ``run`` does; runs that another process
     holds are left to it and waited for."""
-    from ptnl.sweep import group_key, groupable
+    from ptnl.train.sweep import group_key, groupable
 
     configs = list(configs)
     if not configs:
@@ -689,6 +689,6 @@ def claimed(configs: list[RunConfig], experiment: str, train) -> dict[str, dict]
 
 
 def _free_fields():
-    from ptnl.sweep import GROUP_FREE_FIELDS
+    from ptnl.train.sweep import GROUP_FREE_FIELDS
 
     return GROUP_FREE_FIELDS

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # ptnl/
+REPO_ROOT = PACKAGE_DIR.parent
 
 
 def _from_env(var: str, default: Path) -> Path:

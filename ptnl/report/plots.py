@@ -1,6 +1,6 @@
 """Figure helpers: one house style, and files that are byte-stable across reruns.
 
-Figures read results (``ptnl.store.collect``) and reference numbers (``ptnl.reference``); they never
+Figures read results (``ptnl.core.store.collect``) and reference numbers (``ptnl.report.reference``); they never
 compute. ``save_figure`` strips the timestamps and software versions matplotlib embeds by default,
 so rebuilding a figure from the same results writes the same bytes (a diff means the numbers moved).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ptnl import paths
+from ptnl.core import paths
 
 # Colours per method, stable across every figure (seaborn "colorblind" order).
 METHOD_COLORS = {

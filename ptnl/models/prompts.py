@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptnl.clip import CLIPBundle, TextEncoder, autocast
+from ptnl.models.clip import CLIPBundle, TextEncoder, autocast
 
 LEARN = ("ctx", "cls", "full")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")

@@ -3,14 +3,14 @@
 One function per paper section (one per notebook). Each takes the notebook's own parameter names
 (backbone, datasets, noise_rates, seeds, epochs, ...), builds every run through ``RunConfig`` (so
 a bad value fails here, before anything trains, with RunConfig's message) and returns the grid in
-a fixed order. The notebooks then call ``ptnl.sweep.sweep`` on it and ``results`` to read back
+a fixed order. The notebooks then call ``ptnl.train.sweep.sweep`` on it and ``results`` to read back
 exactly these runs.
 
 All notebooks of one parameter set share one experiment folder (``experiment: toy`` etc.), so a
 run that two sections need (prompt tuning with CE at 50 % noise appears in Sections 4.2 to 4.6)
 trains once: the run id is a hash of every field, so sharing a folder can never mix recipes.
 
-``plan(param_set)`` (``python -m ptnl.experiments --set paper``) prints, before ``make paper``
+``plan(param_set)`` (``python -m ptnl.sections.experiments --set paper``) prints, before ``make paper``
 starts, what every notebook will run, how many runs are already done, and which datasets and
 weights are missing on disk.
 
@@ -34,10 +34,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ptnl import paths, store
-from ptnl.clip import canonical_name, looks_like_path
-from ptnl.config import RunConfig
+from ptnl.core import paths, store
 from ptnl.data import disk_status
+from ptnl.models.clip import canonical_name, looks_like_path
+from ptnl.train.config import RunConfig
 
 PAPER_NOISE_RATES = (0.0, 0.125, 0.25, 0.5)
 HIGH_NOISE = 0.5  # the rate Sections 4.4 and 4.6 study
@@ -50,7 +50,7 @@ LINEAR_PROBE_FEATURE_MODE = "center"
 SGD_LINEAR = "classifier_r"
 ROBUST_LOSSES = ("ce", "gce", "sce", "nce_rce")
 
-# Notebook file stem -> the function that builds its runs (07's ensembles come from ptnl.upl).
+# Notebook file stem -> the function that builds its runs (07's ensembles come from ptnl.train.upl).
 NOTEBOOK_SECTIONS = {
     "00_quickstart": "quickstart",
     "01_prompt_tuning_gce": "sec3_gce",
@@ -110,7 +110,7 @@ def check_backbone_name(name: str) -> None:
     """A ValueError naming the closest backbone if ``name`` is none that ``load_clip`` knows."""
     import difflib
 
-    from ptnl.clip import known_backbones
+    from ptnl.models.clip import known_backbones
 
     known = known_backbones()
     if canonical_name(name) not in known:
@@ -461,7 +461,7 @@ def build(section: str, params: dict) -> list:
     Section 5 (notebook 07) gives its zero-shot runs and then every UPL ensemble member (``UPLConfig``,
     which has a run id and a place in the store like a ``RunConfig``)."""
     if section == "sec5_unsupervised":
-        from ptnl import upl
+        from ptnl.train import upl
 
         fn = upl.sec5_unsupervised
     else:
@@ -499,9 +499,9 @@ def confusion_matrix(config: RunConfig, device=None):
     import numpy as np
     import torch
 
-    from ptnl import engine
-    from ptnl import features as F
-    from ptnl.clip import autocast
+    from ptnl.models.clip import autocast
+    from ptnl.train import engine
+    from ptnl.train import features as F
 
     if config.method not in ("zeroshot", "random_prompt"):
         raise ValueError(
@@ -591,7 +591,7 @@ def dataset_on_disk(name: str) -> bool:
 
 def weights_on_disk(backbone: str, pretrained: str | None) -> bool:
     """Whether ``load_clip(backbone, pretrained)`` can load without a download."""
-    from ptnl import clip
+    from ptnl.models import clip
 
     return clip.weights_available(backbone, pretrained)
 
@@ -603,7 +603,7 @@ def imagenet_resnet50_on_disk() -> bool:
     import torch
     from torchvision.models import ResNet50_Weights
 
-    from ptnl.baselines import RESNET50_DEFAULT_WEIGHTS
+    from ptnl.models.heads import RESNET50_DEFAULT_WEIGHTS
 
     url = ResNet50_Weights[RESNET50_DEFAULT_WEIGHTS].url
     return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)).is_file()
@@ -613,8 +613,8 @@ def imagenet_resnet50_on_disk() -> bool:
 
 
 def notebook_params(notebook: Path, param_set: str) -> dict:
-    """Every parameter of ``notebook`` as ``ptnl.notebooks.run`` would give it: its defaults, then the set."""
-    from ptnl import notebooks
+    """Every parameter of ``notebook`` as ``ptnl.tools.notebooks.run`` would give it: its defaults, then the set."""
+    from ptnl.tools import notebooks
 
     params = {}
     for name, source in notebooks.notebook_parameters(notebook).items():
@@ -631,14 +631,15 @@ def plan(param_set: str = "paper", overrides: dict | None = None, file=None) -> 
 
     ``overrides`` (``-p NAME VALUE`` of the notebook runner) apply to the notebooks that declare them.
     """
-    from ptnl import notebooks
+    from ptnl.tools import notebooks
 
     file = file or sys.stdout
     rows, everything = [], {}
     for nb in sorted(notebooks.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
         if nb.stem not in NOTEBOOK_SECTIONS:
             print(
-                f"{nb.stem:28s} (no run plan in ptnl.experiments.NOTEBOOK_SECTIONS: not counted)", file=file
+                f"{nb.stem:28s} (no run plan in ptnl.sections.experiments.NOTEBOOK_SECTIONS: not counted)",
+                file=file,
             )
             continue
         params = notebook_params(nb, param_set)
@@ -674,10 +675,11 @@ def plan(param_set: str = "paper", overrides: dict | None = None, file=None) -> 
 
 
 def main(argv=None) -> int:
-    from ptnl import notebooks
+    from ptnl.tools import notebooks
 
     ap = argparse.ArgumentParser(
-        prog="python -m ptnl.experiments", description="Print what the notebooks of a parameter set will run."
+        prog="python -m ptnl.sections.experiments",
+        description="Print what the notebooks of a parameter set will run.",
     )
     ap.add_argument("--set", default="paper", help="parameter set: params/<set>.yaml (default: paper)")
     notebooks.add_param_option(ap)

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from torch import nn
 
-from ptnl.paths import cache_dir, weights_dir
+from ptnl.core.paths import cache_dir, weights_dir
 
 # The paper's backbones -> the open_clip config that matches OpenAI's weights (QuickGELU).
 OPENAI_CONFIGS = {"RN50": "RN50-quickgelu", "ViT-B-32": "ViT-B-32-quickgelu"}
@@ -84,7 +84,7 @@ class CLIPBundle:
 
 
 def _toy_backbones() -> dict:
-    # Imported lazily: the toy world is an optional, separately owned package, and `import ptnl.clip`
+    # Imported lazily: the toy world is an optional, separately owned package, and `import ptnl.models.clip`
     # must not build it. Tests replace this function to register a fake toy backbone.
     try:
         from ptnl.toy import TOY_BACKBONES

@@ -1,8 +1,8 @@
 """How much a CLIP looks like OpenAI's, in the quantities that govern prompt tuning under noise.
 
-    python -m ptnl.fidelity                                 # toy-rn on the four toy tasks
-    python -m ptnl.fidelity RN50:DTD toy-rn:toy-textures    # a real pair beside a toy one
-    python -m ptnl.fidelity RN50:DTD --no-fits --json rn50-dtd.json
+    python -m ptnl.tools.fidelity                                 # toy-rn on the four toy tasks
+    python -m ptnl.tools.fidelity RN50:DTD toy-rn:toy-textures    # a real pair beside a toy one
+    python -m ptnl.tools.fidelity RN50:DTD --no-fits --json rn50-dtd.json
 
 The toy world is only useful where it behaves like real CLIP, and the toy's remaining failures
 (docs/toy-world-v2.md) point at properties of its CLIPs that could not be compared with RN50's
@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ptnl.config import RunConfig
+from ptnl.train.config import RunConfig
 
 EXPERIMENT = "fidelity"  # the run store's folder for the fit runs
 CTX_INIT_STD = 0.02  # CoOp / PTNL: random context vectors are N(0, 0.02) per entry
@@ -120,8 +120,8 @@ def measure(
 ) -> dict:
     """Every quantity of the module docstring for one (backbone, dataset) pair. ``recipe``:
     RunConfig fields for the fit runs other than the paper's (e.g. ``{"epochs": 200}``)."""
-    from ptnl import engine
-    from ptnl.baselines import ZeroShotCLIP
+    from ptnl.models.heads import ZeroShotCLIP
+    from ptnl.train import engine
 
     cfg = RunConfig.from_dict(
         {
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         return 2
     print(report(rows))
     if args.json:
-        from ptnl.store import atomic_write_json
+        from ptnl.core.store import atomic_write_json
 
         atomic_write_json(Path(args.json), rows)
     return 0

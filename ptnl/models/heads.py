@@ -1,6 +1,6 @@
 """The baselines prompt tuning is compared with (Figure 1, Table 1, Figure 2, Table 4).
 
-Feature-based modules follow the method-module protocol of ``ptnl.prompts``
+Feature-based modules follow the method-module protocol of ``ptnl.models.prompts``
 (``class_embeddings()``, ``forward(image_features, class_embeddings=None)``,
 ``trainable_parameters()``); visual fine-tuning takes images: ``forward(images) -> logits``.
 
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptnl.clip import (
+from ptnl.models.clip import (
     CLIPBundle,
     TextEncoder,
     check_prompt_lengths,

@@ -35,9 +35,9 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from ptnl import paths
+from ptnl.core import paths
+from ptnl.core.store import atomic_write_bytes
 from ptnl.data.datasets import check_images
-from ptnl.store import atomic_write_bytes
 
 # 2: ResNet towers encode with BatchNorm folded into the convolutions. 3: every encoding batch is
 # full (padded), so cached features do not depend on the cache's history. Rounding-level changes.
@@ -128,9 +128,9 @@ def exact_batch(bundle, split, indices: Sequence[int], run_seed: int, epoch: int
 
 
 def encode_images(bundle, images: torch.Tensor, device=None, precision="fp32") -> torch.Tensor:
-    """Image features [B, E] in float32, not normalised (ptnl.clip.encode_images: frozen tower in
+    """Image features [B, E] in float32, not normalised (ptnl.models.clip.encode_images: frozen tower in
     eval mode, autocast for bf16/fp16). ``device`` is the bundle's own; kept for call symmetry."""
-    from ptnl.clip import encode_images as _encode
+    from ptnl.models.clip import encode_images as _encode
 
     return _encode(bundle, images, precision)
 

@@ -1,6 +1,6 @@
 """Run the companion notebooks with papermill, with parameter sets and checked overrides.
 
-``python -m ptnl.notebooks run notebooks/02_noise_robustness.ipynb --set toy -p backbone toy-vit``
+``python -m ptnl.tools.notebooks run notebooks/02_noise_robustness.ipynb --set toy -p backbone toy-vit``
 
 Parameter sets live in ``params/<set>.yaml``: a ``common`` section applied to every notebook that
 declares those parameters, and one section per notebook (keyed by its file stem, e.g.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from ptnl import paths
+from ptnl.core import paths
 
 PARAMS_DIR = paths.REPO_ROOT / "params"
 NOTEBOOKS_DIR = paths.REPO_ROOT / "notebooks"
@@ -123,7 +123,7 @@ def check_values(values: dict, declared: dict, where: str) -> None:
         if list in allowed and isinstance(value, str):
             hint = (
                 f" papermill's -p passes text: give lists as YAML, `papermill ... -y '{name}: [a, b]'`, or "
-                f"`python -m ptnl.notebooks run ... -p {name} '[a, b]'` (make NN PARAMS=\"-p {name} '[a, b]'\")."
+                f"`python -m ptnl.tools.notebooks run ... -p {name} '[a, b]'` (make NN PARAMS=\"-p {name} '[a, b]'\")."
             )
         raise ValueError(f"{where}: parameter {name!r} must be {_type_name(allowed)}, got {value!r}.{hint}")
 
@@ -326,7 +326,7 @@ def add_param_option(parser) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        prog="python -m ptnl.notebooks",
+        prog="python -m ptnl.tools.notebooks",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""Speed benchmarks: ``python -m ptnl.bench`` (``make bench``).
+"""Speed benchmarks: ``python -m ptnl.tools.bench`` (``make bench``).
 
 Every number is a ratio measured in the same invocation, on the same machine, against a plain
 CoOp step written out below (``CoOpReference``): the image tower on the augmented batch every
@@ -16,7 +16,7 @@ Rows (each measured in its own subprocess, so peak memory is that mode's alone):
 - ``group16``    16 views-mode runs (seeds 1..16) trained together in one batched text pass;
                  reported as runs per hour against 16 sequential ``views`` runs.
 
-``run_benchmarks(..., in_process=True)`` (what ``ptnl.gpucheck`` uses on the GPU) measures the same
+``run_benchmarks(..., in_process=True)`` (what ``ptnl.tools.gpucheck`` uses on the GPU) measures the same
 rows in one process instead, without an interpreter and CUDA start-up per row.
 
 Backbones RN50 and ViT-B-32 with random weights (no download), 37 classes (OxfordPets' size),
@@ -44,7 +44,7 @@ import torch
 from PIL import Image
 
 from ptnl.data.base import Dataset, Split
-from ptnl.features import derive_seed
+from ptnl.train.features import derive_seed
 
 N_CLASSES = 37  # OxfordPets
 RUNS_PER_GROUP = 16
@@ -66,7 +66,7 @@ def register_tiny_clip(
     name: str = "ptnl-tiny", folder: str | Path | None = None, config: dict | None = None
 ) -> str:
     """Register an open_clip model config ``name`` (written to ``folder``) and return the name,
-    so that ``ptnl.clip.load_clip(name, pretrained=None)`` builds it."""
+    so that ``ptnl.models.clip.load_clip(name, pretrained=None)`` builds it."""
     import open_clip
 
     folder = Path(folder or tempfile.mkdtemp(prefix="ptnl-tiny-clip-"))
@@ -151,9 +151,9 @@ class CoOpReference(torch.nn.Module):
 
 def reference_fit(run, ref: CoOpReference, on_step=None) -> list[float]:
     """The reference training loop: same order, crops and learning rates as ptnl's ``exact``."""
-    from ptnl import engine
-    from ptnl import features as F
-    from ptnl.config import lr_at_epoch
+    from ptnl.train import engine
+    from ptnl.train import features as F
+    from ptnl.train.config import lr_at_epoch
 
     cfg = run.cfg
     opt = torch.optim.SGD([ref.ctx], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -186,7 +186,7 @@ def reference_fit(run, ref: CoOpReference, on_step=None) -> list[float]:
 def _setup(backbone: str, device: str, n_classes: int):
     import open_clip
 
-    from ptnl.clip import load_clip
+    from ptnl.models.clip import load_clip
 
     # a worker process registers the tiny config itself; in-process callers may have their own
     if backbone.startswith("ptnl-tiny") and open_clip.get_model_config(backbone) is None:
@@ -197,7 +197,7 @@ def _setup(backbone: str, device: str, n_classes: int):
 
 
 def _config(backbone, mode, steps, seed=1):
-    from ptnl.config import RunConfig
+    from ptnl.train.config import RunConfig
 
     feature_mode = {"reference": "exact", "group16": "views"}.get(mode, mode)
     # one step per epoch (37 images, batch 32): steps + 1 epochs, the first one untimed warm-up
@@ -216,8 +216,8 @@ def _config(backbone, mode, steps, seed=1):
 
 def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes: int = N_CLASSES) -> dict:
     """Time ``steps`` training steps of ``mode`` (after one warm-up step)."""
-    from ptnl import engine
-    from ptnl import features as F
+    from ptnl.train import engine
+    from ptnl.train import features as F
 
     cuda = device.startswith("cuda")
     if cuda:  # peak memory of this row alone, also when rows share a process
@@ -270,7 +270,7 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
 
 
 def _worker(args: list[str], env: dict) -> dict:
-    cmd = [sys.executable, "-m", "ptnl.bench", "--worker", *args]
+    cmd = [sys.executable, "-m", "ptnl.tools.bench", "--worker", *args]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"benchmark worker {args} failed:\n{res.stderr[-3000:]}")
@@ -301,7 +301,7 @@ def run_benchmarks(
     """Measure every (backbone, mode) row and write the JSON. ``in_process=True`` measures in this
     process instead of one subprocess per row: no interpreter and CUDA start-up per row (what a
     timed GPU check wants), but ``peak_rss_mb`` is then this process's peak so far."""
-    from ptnl import paths
+    from ptnl.core import paths
 
     out_path = out_path or paths.build_dir() / "bench.json"
     cache = Path(tempfile.mkdtemp(prefix="ptnl-bench-cache-"))
@@ -400,7 +400,7 @@ def markdown(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ptnl.bench", description="ptnl speed benchmarks")
+    ap = argparse.ArgumentParser(prog="python -m ptnl.tools.bench", description="ptnl speed benchmarks")
     ap.add_argument("--backbones", default="RN50,ViT-B-32", help="comma-separated (random weights)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per row (after one warm-up step)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

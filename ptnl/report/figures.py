@@ -1,8 +1,8 @@
 """The paper's figures, drawn from result summaries with the paper's numbers beside ours.
 
-Every function takes summaries (``ptnl.claims.summarize``: one row per setting with ``mean``,
+Every function takes summaries (``ptnl.report.claims.summarize``: one row per setting with ``mean``,
 ``std``, ``n``) and returns a matplotlib Figure; it computes nothing and writes nothing. The
-notebooks save what they get with ``ptnl.plots.save_figure`` (byte-stable PNG + PDF).
+notebooks save what they get with ``ptnl.report.plots.save_figure`` (byte-stable PNG + PDF).
 
 Paper numbers (``claims.paper_summary``) are drawn dashed (``plots.PAPER_STYLE``) in the panel of
 the same dataset when our run has it; otherwise (the toy world) in extra panels titled
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ptnl import plots
+from ptnl.report import plots
 
 LABELS = {
     "prompt": "prompt tuning",

@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ptnl import store
-from ptnl.config import RunConfig
+from ptnl.core import store
+from ptnl.train.config import RunConfig
 
 # Fields that may differ inside one batched group (run_group): they change data, labels, loss
 # or optimiser state, not the shape of the shared text pass.
@@ -113,7 +113,7 @@ def group_key(cfg: RunConfig) -> str:
 
 
 def groupable(cfg: RunConfig) -> bool:
-    from ptnl.config import PROMPT_METHODS
+    from ptnl.train.config import PROMPT_METHODS
 
     return cfg.method in PROMPT_METHODS and cfg.feature_mode in ("views", "center")
 
@@ -154,7 +154,7 @@ def sweep(
     """
     from tqdm.auto import tqdm
 
-    from ptnl import engine
+    from ptnl.train import engine
 
     if isinstance(shard, str):
         shard = parse_shard(shard)

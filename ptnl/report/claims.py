@@ -7,7 +7,7 @@ that our numbers do not support is reported as "no", with the value that says by
 
 The quantity is computed per dataset and averaged over datasets (the paper argues from its
 tables' rows the same way); ``datasets`` says on how many datasets it holds on its own. The same
-function runs on the paper's numbers (``ptnl.reference``) where the paper printed them, so every
+function runs on the paper's numbers (``ptnl.report.reference``) where the paper printed them, so every
 claims table shows the paper's value beside ours; "n/a" where the paper gives no numbers (its
 figures) or a run set lacks what the claim needs.
 
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ptnl import reference
+from ptnl.report import reference
 
 ACC_DECIMALS = 1  # accuracies print with 1 decimal (nbval compares printed tables)
 RATIO_DECIMALS = 2
@@ -48,7 +48,7 @@ CLAIM_COLUMNS = ("claim", "measured", "ours", "paper", "threshold", "datasets", 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
     """Store rows with ``acc`` (percent) and ``variant`` (method, or method_loss when not CE)."""
-    from ptnl.experiments import variant
+    from ptnl.sections.experiments import variant
 
     out = df.copy()
     out["acc"] = 100.0 * out["test_acc"].astype(float) if len(out) else pd.Series(dtype=float)
@@ -346,10 +346,10 @@ def quickstart_claims(s: pd.DataFrame) -> list[dict]:
 
 
 def loss_math_checks(n: int = 64, n_classes: int = 10, seed: int = 0) -> pd.DataFrame:
-    """Section 3's statements about GCE, checked numerically on random logits (ptnl.losses)."""
+    """Section 3's statements about GCE, checked numerically on random logits (ptnl.models.losses)."""
     import torch
 
-    from ptnl.losses import get_loss
+    from ptnl.models.losses import get_loss
 
     g = torch.Generator().manual_seed(seed)
     z = 3 * torch.randn(n, n_classes, generator=g, dtype=torch.float64)
@@ -718,7 +718,7 @@ def grad_ratio_frame(df: pd.DataFrame, label: Callable[[str], str] | None = None
 
 def training_fit_table(df: pd.DataFrame, by: Sequence[str] = ("dataset", "variant")) -> pd.DataFrame:
     """How much of its own training labels each setting ends up predicting (``train_fit_noisy``:
-    its wrong labels, ``train_fit_clean``: its right ones; ``ptnl.engine.training_fit``), in
+    its wrong labels, ``train_fit_clean``: its right ones; ``ptnl.train.engine.training_fit``), in
     percent, mean ± std over seeds. Runs stored before these metrics existed count as missing."""
     df = tidy(df)
     out = None

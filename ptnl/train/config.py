@@ -37,7 +37,7 @@ UNTRAINED_METHODS = ("zeroshot", "random_prompt")
 LOSSES = ("ce", "gce", "mae", "sce", "nce_rce")
 NOISE_KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
 # Confusion noise's wrong class: "matrix", one per true class from zero-shot's confusion matrix
-# (the paper's Sec. 4.6); "sample", each image's own top wrong class (ptnl.noise says more).
+# (the paper's Sec. 4.6); "sample", each image's own top wrong class (ptnl.data.noise says more).
 CONFUSION_FROM = ("matrix", "sample")
 FEATURE_MODES = ("exact", "views", "center")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
@@ -256,15 +256,15 @@ def _validate(c: RunConfig) -> None:
 def run_identity(canonical_json: str, backbone: str, pretrained, dataset: str) -> str:
     """A run id: the config's canonical JSON plus what its names resolve to on this machine.
 
-    - the weights (``ptnl.clip.weights_identity``): a shipped toy checkpoint's sha256, a local
+    - the weights (``ptnl.models.clip.weights_identity``): a shipped toy checkpoint's sha256, a local
       file's tensors, or the tag, so a regenerated checkpoint gets fresh runs, while a file
       converted from .pt to .safetensors keeps its results;
     - the data (``ptnl.data.identity``): split source, class names, template and the ordered
       images and labels of every split, so adding CoOp's split files over a torchvision download
       (or editing a split) never reuses a result trained on the old split.
     """
-    from ptnl.clip import weights_identity
     from ptnl.data import identity as data_identity
+    from ptnl.models.clip import weights_identity
 
     key = "\n".join([canonical_json, weights_identity(backbone, pretrained), data_identity(dataset)])
     return hashlib.sha256(key.encode()).hexdigest()[:16]

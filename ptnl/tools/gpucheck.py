@@ -1,21 +1,21 @@
-"""GPU readiness check: ``python -m ptnl.gpucheck`` (``make gpu-check``), one JSON file out.
+"""GPU readiness check: ``python -m ptnl.tools.gpucheck`` (``make gpu-check``), one JSON file out.
 
 Runs the real code path on CUDA for RN50 and ViT-B/32 with random weights (nothing is
 downloaded; no dataset is read) in about five minutes on one H200, and writes
 ``build/gpucheck.json`` (``--out``). Parts, in this order:
 
-- ``training`` (required): a few prompt-tuning steps through ``ptnl.engine`` per backbone, with
+- ``training`` (required): a few prompt-tuning steps through ``ptnl.train.engine`` per backbone, with
   ``precision="auto"`` (bf16 autocast on the GPU) and ``"coop-fp16"`` (CoOp's fp16 parameters and
   SGD): loss finite, seconds per step, peak GPU memory, and ``stalled_updates`` for coop-fp16.
 - ``agreement`` (required): one step of ptnl's ``exact`` mode against the plain CoOp step the
-  tests use (``ptnl.bench.CoOpReference``: full 77-token text pass, no truncation, no shared
+  tests use (``ptnl.tools.bench.CoOpReference``: full 77-token text pass, no truncation, no shared
   prefix), fp32 with TF32 off: max |difference| of the logits, the loss and the context update.
 - ``step_times`` (optional): per-step times at two class counts, alone and in a group, and the
   other costs the projection needs (grad-ratio steps, linear heads, TEnc-FT, image encoding,
   JPEG decoding and augmentation, the linear probe, feature-cache reads).
-- ``paper_grid`` (optional): the paper grid's runs counted with ``ptnl.experiments`` (params/paper.yaml)
+- ``paper_grid`` (optional): the paper grid's runs counted with ``ptnl.sections.experiments`` (params/paper.yaml)
   and a projected wall time from those measurements, with its assumptions.
-- ``bench`` (optional): ``ptnl.bench``'s rows on the GPU (views, exact, group16 against their
+- ``bench`` (optional): ``ptnl.tools.bench``'s rows on the GPU (views, exact, group16 against their
   references), in this process.
 
 Optional parts are skipped, and the skip recorded, once ``--budget-s`` is nearly spent. The JSON
@@ -184,7 +184,7 @@ def environment(device: str, dry: bool, dry_reason: str | None) -> dict:
 
 
 def register_dry_backbones() -> dict:
-    from ptnl import bench
+    from ptnl.tools import bench
 
     folder = tempfile.mkdtemp(prefix="ptnl-gpucheck-cfg-")
     bench.register_tiny_clip(DRY_BACKBONES["RN50"], folder, TINY_RN_CONFIG)
@@ -208,9 +208,10 @@ def train_probe(
     """Train ``runs`` runs together (``engine.fit``) on a synthetic dataset of ``n_classes``
     classes, two images per class (all of them the few-shot set), views mode; time the steps
     after the first epoch."""
-    from ptnl import bench, engine
-    from ptnl import features as F
-    from ptnl.config import RunConfig
+    from ptnl.tools import bench
+    from ptnl.train import engine
+    from ptnl.train import features as F
+    from ptnl.train.config import RunConfig
 
     # its own name per class count: the feature cache is keyed by dataset name and image ref
     ds = bench.synthetic_dataset(
@@ -317,11 +318,12 @@ def strict_fp32():
 def check_agreement(backbone: str, device, n_classes: int, reference=None) -> dict:
     """One fp32 ``exact``-mode step of ptnl (engine.fit: BN-folded image tower, text truncated
     after the last EOT, shared [SOS][ctx] prefix) against ``reference`` (default
-    ``ptnl.bench.CoOpReference``) on the same pixels, initialisation and learning rate."""
-    from ptnl import bench, engine
-    from ptnl import features as F
-    from ptnl.clip import load_clip
-    from ptnl.config import RunConfig
+    ``ptnl.tools.bench.CoOpReference``) on the same pixels, initialisation and learning rate."""
+    from ptnl.models.clip import load_clip
+    from ptnl.tools import bench
+    from ptnl.train import engine
+    from ptnl.train import features as F
+    from ptnl.train.config import RunConfig
 
     reference = reference or bench.CoOpReference
     bundle = load_clip(backbone, pretrained=None, device=device)  # its own: the reference changes its layout
@@ -410,7 +412,7 @@ def image_costs(bundle, repeats: int) -> dict:
     preprocess it (centre crop), as features.cached_features does them: one after another."""
     from PIL import Image
 
-    from ptnl import features as F
+    from ptnl.train import features as F
 
     data = _synthetic_jpeg()
     img = Image.open(io.BytesIO(data)).convert("RGB")
@@ -426,7 +428,7 @@ def image_costs(bundle, repeats: int) -> dict:
 
 
 def encode_s_per_image(bundle, device, precision: str, batch: int) -> float:
-    from ptnl import features as F
+    from ptnl.train import features as F
 
     x = torch.randn(batch, 3, bundle.image_size, bundle.image_size)
 
@@ -445,7 +447,7 @@ def cache_read_gb_s(mb: int) -> float:
 
 
 def linear_probe_s(n_classes: int, dim: int, shots: int = 16) -> float:
-    from ptnl import baselines
+    from ptnl.models import heads as baselines
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(n_classes), shots)
@@ -458,7 +460,7 @@ def linear_probe_s(n_classes: int, dim: int, shots: int = 16) -> float:
 def measure_step_times(bundle, device, sizes: Sizes, single_small: dict | None = None) -> dict:
     """Everything ``project_grid`` multiplies run counts by, for one backbone (precision "auto",
     the grid's). ``single_small``: the training check's own auto row, reused."""
-    from ptnl.engine import resolve_precision
+    from ptnl.train.engine import resolve_precision
 
     c1, c2 = sizes.classes
     probe = lambda c, **kw: train_probe(bundle, device, c, sizes.timed_steps, **kw)  # noqa: E731
@@ -499,7 +501,8 @@ def measure_step_times(bundle, device, sizes: Sizes, single_small: dict | None =
 def grid_runs(param_set: str = PARAM_SET) -> list[tuple[str, object, int]]:
     """(notebook, config, group_size) for every distinct run of the set's notebooks, in the
     notebook that first asks for it (a run shared by notebooks trains once)."""
-    from ptnl import experiments, notebooks
+    from ptnl.sections import experiments
+    from ptnl.tools import notebooks
 
     seen = {}
     for nb in sorted(notebooks.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
@@ -559,8 +562,8 @@ def _train_s(cfg, t: dict, n_classes: int) -> tuple[float, float]:
 def project_grid(timings: dict, param_set: str = PARAM_SET) -> dict:
     """Projected wall time of ``param_set``'s grid from per-backbone ``timings``
     (``measure_step_times``), one GPU, runs one after another."""
-    from ptnl import sweep
-    from ptnl.config import RunConfig
+    from ptnl.train import sweep
+    from ptnl.train.config import RunConfig
 
     entries = grid_runs(param_set)
     configs = [(nb, getattr(c, "prompt", c), g, not isinstance(c, RunConfig)) for nb, c, g in entries]
@@ -654,7 +657,7 @@ def project_grid(timings: dict, param_set: str = PARAM_SET) -> dict:
 
 
 def _examples(timings: dict, configs) -> dict:
-    from ptnl.config import RunConfig
+    from ptnl.train.config import RunConfig
 
     out = {}
     group = max((g for _, _, g, _ in configs), default=1)
@@ -698,7 +701,7 @@ ASSUMPTIONS = [
 
 
 def check_bench(backbone: str, device, steps: int) -> dict:
-    from ptnl import bench
+    from ptnl.tools import bench
 
     with tempfile.TemporaryDirectory() as tmp:
         res = bench.run_benchmarks(
@@ -793,7 +796,7 @@ def run_check(
     skip: tuple[str, ...] = (),
     param_set: str = PARAM_SET,
 ) -> dict:
-    from ptnl.clip import load_clip
+    from ptnl.models.clip import load_clip
 
     dry_reason = "--dry" if dry else None
     if not dry and not torch.cuda.is_available():
@@ -884,9 +887,9 @@ def run_check(
 
 
 def main(argv=None) -> int:
-    from ptnl import paths
+    from ptnl.core import paths
 
-    ap = argparse.ArgumentParser(prog="python -m ptnl.gpucheck", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ptnl.tools.gpucheck", description=__doc__.split("\n")[0])
     ap.add_argument("--dry", action="store_true", help="CPU, tiny random backbones (automatic without CUDA)")
     ap.add_argument("--out", default=None, help="JSON path (default build/gpucheck.json)")
     ap.add_argument("--budget-s", type=float, default=BUDGET_S, help="skip optional parts after this")

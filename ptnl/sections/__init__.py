@@ -1,0 +1,1 @@
+"""One module per paper section (one per notebook): its parameters, run grid and claims."""
