@@ -47,28 +47,28 @@ test-fast: $(ENV_STAMP) ## run the fast tests only (skips those marked slow)
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 notebooks: $(ENV_STAMP) ## the main job: execute every notebook (SET=toy) into build/, figures included
-	$(NB_ENV) $(PY) -m ptnl.tools.notebooks run $(NOTEBOOKS) --set $(SET) --output-dir build/$(SET) $(PARAMS)
+	$(NB_ENV) $(PY) -m ptnl notebooks run $(NOTEBOOKS) --set $(SET) --output-dir build/$(SET) $(PARAMS)
 
 $(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 08) execute one notebook, e.g. make 02 SET=smoke
-	$(NB_ENV) $(PY) -m ptnl.tools.notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET) $(PARAMS)
+	$(NB_ENV) $(PY) -m ptnl notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET) $(PARAMS)
 
 figures: notebooks ## rebuild every figure in figures/ (PNG + PDF) from the results of the notebooks' runs
 
 refs: $(ENV_STAMP) ## re-execute the committed notebooks with SET=smoke in place and strip them (nbval references)
-	$(TEST_ENV) PTNL_RESULTS=$$(mktemp -d) $(PY) -m ptnl.tools.notebooks refs $(NOTEBOOKS)
+	$(TEST_ENV) PTNL_RESULTS=$$(mktemp -d) $(PY) -m ptnl notebooks refs $(NOTEBOOKS)
 
 bench: $(ENV_STAMP) ## speed/memory benchmarks, as ratios to a reference measured in the same run (build/bench.json)
-	$(PY) -m ptnl.tools.bench
+	$(PY) -m ptnl bench
 
 gpu-check: $(ENV_STAMP) ## GPU readiness, random RN50/ViT-B/32 weights, <= 5 min on one H200 (build/gpucheck.json)
-	$(PY) -m ptnl.tools.gpucheck
+	$(PY) -m ptnl gpu-check
 
 paper: $(ENV_STAMP) ## the real grid (RN50/ViT-B/32, eight datasets under PTNL_DATA) on a GPU: prints the plan first
-	$(PY) -m ptnl.sections.experiments --set paper $(PARAMS)
-	$(PY) -m ptnl.tools.notebooks run $(NOTEBOOKS) --set paper --output-dir build/paper $(PARAMS)
+	$(PY) -m ptnl plan --set paper $(PARAMS)
+	$(PY) -m ptnl notebooks run $(NOTEBOOKS) --set paper --output-dir build/paper $(PARAMS)
 
 plan: $(ENV_STAMP) ## print what SET would run, how many runs are done, and what is missing on disk
-	$(PY) -m ptnl.sections.experiments --set $(SET) $(PARAMS)
+	$(PY) -m ptnl plan --set $(SET) $(PARAMS)
 
 lint: $(ENV_STAMP) ## check style with ruff
 	$(PY) -m ruff check ptnl tests

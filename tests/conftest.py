@@ -22,3 +22,20 @@ def fresh_store(tmp_path, monkeypatch):
     monkeypatch.setenv("PTNL_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+
+@pytest.fixture
+def use_dataset():
+    """``use_dataset(ds)``: runs on ``ds.name`` read ``ds`` for this test (it is registered through
+    ``ptnl.data.register_dataset``, and unregistered afterwards); returns ``ds``."""
+    from ptnl.data import register_dataset, unregister_dataset
+
+    names = []
+
+    def use(dataset):
+        names.append(register_dataset(dataset))
+        return dataset
+
+    yield use
+    for name in names:
+        unregister_dataset(name)

@@ -1,4 +1,4 @@
-"""ptnl.models.heads: zero-shot, Classifier-R/C, TEnc-FT, linear probe, visual fine-tuning."""
+"""ptnl.models.heads and ptnl.models.visual: zero-shot, Classifier-R/C, TEnc-FT, linear probe, visual fine-tuning."""
 
 import json
 import types
@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptnl.models import clip
+from ptnl.models import clip, visual
 from ptnl.models import heads as baselines
+from ptnl.toy import TOY_BACKBONES
 
 TINY = {
     "embed_dim": 24,
@@ -27,7 +28,7 @@ def tiny(tmp_path_factory):
     (folder / "tiny.json").write_text(json.dumps(TINY))
     spec = types.SimpleNamespace(config=folder / "tiny.json", checkpoint=folder / "none.safetensors")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(clip, "_toy_backbones", lambda: {"toy-tiny": spec})
+        mp.setitem(TOY_BACKBONES, "toy-tiny", spec)
         yield clip.load_clip("toy-tiny", pretrained=None)
 
 
@@ -181,7 +182,7 @@ def test_linear_probe_bad_input():
 
 
 def test_visual_ft_on_a_toy_tower_trains_a_copy(tiny):
-    m = baselines.VisualFT(tiny, 5, generator=torch.Generator().manual_seed(0))
+    m = visual.VisualFT(tiny, 5, generator=torch.Generator().manual_seed(0))
     assert m.kind == "clip" and (m.image_size, m.mean) == (tiny.image_size, tiny.mean)
     images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     logits = m(images)
@@ -192,27 +193,27 @@ def test_visual_ft_on_a_toy_tower_trains_a_copy(tiny):
     assert m.backbone.conv1.weight.grad.abs().sum() > 0 and m.head.weight.grad.abs().sum() > 0
     opt.step()
     assert all(torch.equal(v, tiny.model.visual.state_dict()[k]) for k, v in frozen.items())
-    again = baselines.VisualFT(tiny, 5, generator=torch.Generator().manual_seed(0))
+    again = visual.VisualFT(tiny, 5, generator=torch.Generator().manual_seed(0))
     assert torch.equal(
-        again.head.weight, baselines.VisualFT(tiny, 5, generator=torch.Generator().manual_seed(0)).head.weight
+        again.head.weight, visual.VisualFT(tiny, 5, generator=torch.Generator().manual_seed(0)).head.weight
     )
 
 
 def test_imagenet_resnet50_random(tiny):
-    m = baselines.VisualFT(tiny, 3, backbone="imagenet-rn50", weights=None)
-    assert (m.kind, m.weights_id, m.mean) == ("imagenet-rn50", "random", baselines.IMAGENET_MEAN)
+    m = visual.VisualFT(tiny, 3, backbone="imagenet-rn50", weights=None)
+    assert (m.kind, m.weights_id, m.mean) == ("imagenet-rn50", "random", visual.IMAGENET_MEAN)
     assert m(torch.zeros(2, 3, 64, 64)).shape == (2, 3) and m.head.in_features == 2048
     with pytest.raises(ValueError, match="not a ResNet50_Weights name"):
-        baselines.load_imagenet_resnet50("IMAGENET9K")
+        visual.load_imagenet_resnet50("IMAGENET9K")
     with pytest.raises(ValueError, match="backbone='vit'"):
-        baselines.VisualFT(tiny, 3, backbone="vit")
+        visual.VisualFT(tiny, 3, backbone="vit")
 
 
 def test_imagenet_resnet50_mismatched_file(tmp_path):
     bad = tmp_path / "small.pt"
     torch.save({"fc.weight": torch.zeros(3, 3)}, bad)
     with pytest.raises(ValueError, match="does not match torchvision resnet50"):
-        baselines.load_imagenet_resnet50(bad)
+        visual.load_imagenet_resnet50(bad)
 
 
 def test_imagenet_resnet50_offline_error(monkeypatch):
@@ -221,6 +222,6 @@ def test_imagenet_resnet50_offline_error(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError) as e:
-        baselines.load_imagenet_resnet50("default")
+        visual.load_imagenet_resnet50("default")
     msg = str(e.value)
     assert "IMAGENET1K_V1" in msg and torch.hub.get_dir() in msg and "weights='/path/to/resnet50.pth'" in msg

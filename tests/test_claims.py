@@ -1,4 +1,4 @@
-"""ptnl.report.claims: summaries over seeds, claims measured on synthetic results and on the paper's numbers."""
+"""ptnl.report (tables, stats, claims) and the sections' claims: summaries over seeds, claims measured on synthetic results and on the paper's numbers."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptnl.report import claims as C
+from ptnl.report import claims, stats, tables
+from ptnl.sections import appendix, architectures, attribution, correlated, gce, gradients, robustness
 
 
 def _rows(spec, seeds=(1, 2)):
@@ -33,7 +34,7 @@ def _rows(spec, seeds=(1, 2)):
 
 
 def test_summarize_averages_seeds_in_percent():
-    s = C.summarize(_rows({("d", "prompt", "ce", 0.0): 80.0}, seeds=(1, 2, 3)))
+    s = tables.summarize(_rows({("d", "prompt", "ce", 0.0): 80.0}, seeds=(1, 2, 3)))
     assert len(s) == 1
     row = s.iloc[0]
     assert row["variant"] == "prompt" and row["n"] == 3
@@ -48,14 +49,14 @@ def _sec42(pt_drop, lp_drop):
         spec[(d, "prompt", "ce", 0.5)] = 80.0 - pt_drop
         spec[(d, "linear_probe", "ce", 0.0)] = 78.0
         spec[(d, "linear_probe", "ce", 0.5)] = 78.0 - lp_drop
-    return C.summarize(_rows(spec))
+    return tables.summarize(_rows(spec))
 
 
 def test_claim_is_supported_only_when_the_numbers_say_so():
-    t = C.evaluate(C.sec42_claims(None), _sec42(pt_drop=10, lp_drop=30))
+    t = claims.evaluate(robustness.sec42_claims(None), _sec42(pt_drop=10, lp_drop=30))
     first = t.iloc[0]
     assert first["ours"] == pytest.approx(20.0) and first["supported"] == "yes" and first["datasets"] == "2/2"
-    t = C.evaluate(C.sec42_claims(None), _sec42(pt_drop=30, lp_drop=10))
+    t = claims.evaluate(robustness.sec42_claims(None), _sec42(pt_drop=30, lp_drop=10))
     assert t.iloc[0]["ours"] == pytest.approx(-20.0) and t.iloc[0]["supported"] == "no"
     # visual FT and GCE variants were not run: those claims are n/a, never guessed
     fine = t[t["measured"].str.contains("visual FT")]
@@ -63,14 +64,14 @@ def test_claim_is_supported_only_when_the_numbers_say_so():
 
 
 def test_competitive_threshold_direction():
-    t = C.evaluate(C.sec42_claims(None, competitive=-5.0), _sec42(10, 30))
+    t = claims.evaluate(robustness.sec42_claims(None, competitive=-5.0), _sec42(10, 30))
     row = t[t["claim"].str.contains("competitive")].iloc[0]
     assert row["ours"] == pytest.approx(-2.0) and row["supported"] == "yes"  # 78 - 80 > -5
 
 
 def test_table1_claims_on_the_papers_numbers_match_a_hand_computation():
-    paper = C.paper_summary("Table 1")
-    t = C.evaluate(C.table1_claims(None), paper, paper)
+    paper = tables.paper_summary("Table 1")
+    t = claims.evaluate(attribution.table1_claims(None), paper, paper)
     # Classifier-C - Classifier-R, min over rates per dataset: Pets 5.91, Food 5.40, DTD 4.76, UCF 4.45
     first = t.iloc[0]
     assert first["paper"] == pytest.approx(round((5.91 + 5.40 + 4.76 + 4.45) / 4, 1))
@@ -82,15 +83,15 @@ def test_table1_claims_on_the_papers_numbers_match_a_hand_computation():
 
 
 def test_paper_tables_combine_without_duplicate_settings():
-    both = C.paper_summary("Table 1", "Table 4")
-    pt50 = C.select(both, dataset="DTD", variant="prompt", noise_rate=0.5, noise_kind="symmetric")
+    both = tables.paper_summary("Table 1", "Table 4")
+    pt50 = tables.select(both, dataset="DTD", variant="prompt", noise_rate=0.5, noise_kind="symmetric")
     assert len(pt50) == 1 and pt50["mean"].iloc[0] == 46.19
-    assert len(C.select(both, variant="linear_probe")) == 8  # 4 datasets x (random, confusion)
+    assert len(tables.select(both, variant="linear_probe")) == 8  # 4 datasets x (random, confusion)
 
 
 def test_table4_paper_values_and_confusion_claims():
-    paper = C.paper_summary("Table 4")
-    t = C.evaluate(C.sec46_claims(), paper, paper)
+    paper = tables.paper_summary("Table 4")
+    t = claims.evaluate(correlated.sec46_claims(), paper, paper)
     pt = t[t["measured"].str.startswith("acc(prompt, random) - acc(prompt, confusion)")].iloc[0]
     assert pt["paper"] == pytest.approx(
         round(np.mean([73.13 - 66.55, 64.30 - 63.93, 46.19 - 45.76, 60.93 - 59.11]), 1)
@@ -99,8 +100,8 @@ def test_table4_paper_values_and_confusion_claims():
 
 
 def test_backbone_claims_on_table3():
-    paper = C.paper_summary("Table 3")
-    t = C.evaluate(C.backbone_claims(None, ["RN50", "ViT-B-32"]), paper, paper)
+    paper = tables.paper_summary("Table 3")
+    t = claims.evaluate(architectures.backbone_claims(None, ["RN50", "ViT-B-32"]), paper, paper)
     wins = t.iloc[1]
     # ViT-B/32 beats RN50 in 31 of the 32 (dataset, rate) cells (DTD at 50 % is the exception)
     assert wins["paper"] == pytest.approx(round(31 / 32, 2))
@@ -121,11 +122,11 @@ def test_context_claims_need_two_datasets_for_dataset_dependence():
             for (d, v, r), a in spec.items()
         ]
     )
-    t = C.evaluate(C.context_claims(s), s)
+    t = claims.evaluate(architectures.context_claims(s), s)
     assert list(t["supported"]) == ["yes", "yes", "no"]  # ctx-0 ties the worst learned one: not above
     assert t.iloc[1]["ours"] == pytest.approx(2.0)
     one = s[s["dataset"] == "a"]
-    assert C.evaluate(C.context_claims(one), one).iloc[1]["supported"] == "n/a"
+    assert claims.evaluate(architectures.context_claims(one), one).iloc[1]["supported"] == "n/a"
 
 
 def test_grad_ratio_claims():
@@ -144,7 +145,7 @@ def test_grad_ratio_claims():
                 }
             )
     s = pd.DataFrame(rows)
-    t = C.evaluate(C.sec44_claims("classifier_r"), s)
+    t = claims.evaluate(gradients.sec44_claims("classifier_r"), s)
     assert t.iloc[0]["ours"] == pytest.approx(round((0.1 + 3 * 1.5) / 4 - 0.5, 2))
     assert t.iloc[1]["ours"] == pytest.approx(0.75)
     assert list(t["supported"]) == ["yes", "yes"]
@@ -156,7 +157,7 @@ def test_grad_ratio_frame_unrolls_epochs():
     df = pd.concat(
         [df, df.assign(grad_norm_ratio=np.nan, grad_ratio=False, run_id="other")], ignore_index=True
     )  # a run without ratios
-    long = C.grad_ratio_frame(df)
+    long = tables.grad_ratio_frame(df)
     assert list(long["epoch"]) == [1, 2, 3]
     assert long["ratio"].iloc[0] == 0.5 and math.isnan(long["ratio"].iloc[1])
 
@@ -166,57 +167,57 @@ def test_confusion_concentration():
     one_target = np.eye(c) * 8
     for i in range(c):
         one_target[i, (i + 1) % c] = 2  # every error of a class goes to one other class
-    assert C.confusion_concentration(one_target) == pytest.approx(1 - 1 / (c - 1))
+    assert correlated.confusion_concentration(one_target) == pytest.approx(1 - 1 / (c - 1))
     uniform = np.full((c, c), 1.0) + np.eye(c) * 5
-    assert C.confusion_concentration(uniform) == pytest.approx(0.0)
-    assert math.isnan(C.confusion_concentration(np.eye(c)))
+    assert correlated.confusion_concentration(uniform) == pytest.approx(0.0)
+    assert math.isnan(correlated.confusion_concentration(np.eye(c)))
 
 
 def test_random_prompt_claim_uses_chance_per_dataset():
-    paper = C.paper_summary("Table 8")
-    chance = {d: 100 / C.PAPER_N_CLASSES[d] for d in ("FGVCAircraft", "DTD")}
-    t = C.evaluate(C.random_prompt_claims(chance), paper[paper["dataset"].isin(chance)], None)
+    paper = tables.paper_summary("Table 8")
+    chance = {d: 100 / appendix.PAPER_N_CLASSES[d] for d in ("FGVCAircraft", "DTD")}
+    t = claims.evaluate(appendix.random_prompt_claims(chance), paper[paper["dataset"].isin(chance)], None)
     assert t.iloc[0]["ours"] == pytest.approx(round(np.mean([3.43 - 1.0, 21.20 - 100 / 47]), 1))
 
 
 def test_loss_math_checks_pass_for_the_real_losses():
-    t = C.loss_math_checks()
+    t = gce.loss_math_checks()
     assert list(t["supported"]) == ["yes", "yes", "yes"]
 
 
 def test_result_table_puts_paper_beside_ours_with_a_mean_row():
     ours = _sec42(10, 30)
-    paper = C.paper_summary("Table 4")
+    paper = tables.paper_summary("Table 4")
     with pytest.raises(ValueError, match="several settings share the cell"):
-        C.result_table(ours, paper)  # random and confusion noise at 50 %: never silently averaged
+        tables.result_table(ours, paper)  # random and confusion noise at 50 %: never silently averaged
     paper = paper[paper["noise_kind"] == "symmetric"]
-    t = C.result_table(ours, paper, variants=["prompt", "linear_probe"])
+    t = tables.result_table(ours, paper, variants=["prompt", "linear_probe"])
     assert list(t.columns) == ["0%", "50%"]
     assert t.loc[("ours", "a", "prompt"), "0%"] == "80.0 ± 0.7"
     assert t.loc[("ours", "mean", "linear_probe"), "50%"] == "48.0"
     assert t.loc[("paper", "DTD", "prompt"), "50%"] == "46.2 ± 2.1"
     assert t.loc[("paper", "DTD", "prompt"), "0%"] == ""
-    text = C.show_table(t)
+    text = tables.show_table(t)
     assert "paper" in text and "ours" in text
 
 
 def test_quantities_measured_outside_the_summary_are_not_computed_on_the_paper():
-    paper = C.paper_summary("Table 4")
-    t = C.evaluate(C.sec46_claims(concentration={"DTD": 0.3}), paper, paper)
+    paper = tables.paper_summary("Table 4")
+    t = claims.evaluate(correlated.sec46_claims(concentration={"DTD": 0.3}), paper, paper)
     first = t.iloc[0]
     assert first["ours"] == pytest.approx(0.3) and math.isnan(first["paper"])
 
 
 def test_noise_kind_columns_put_random_noise_first():
-    paper = C.paper_summary("Table 4")
-    t = C.result_table(paper, rows=("dataset", "variant"), columns="noise_kind")
+    paper = tables.paper_summary("Table 4")
+    t = tables.result_table(paper, rows=("dataset", "variant"), columns="noise_kind")
     assert list(t.columns) == ["random", "confusion"]
 
 
 def test_drop_ratio_table_per_dataset_on_the_papers_table1():
     # Hand-computed from the paper's Table 1: DTD (62.86 - 46.19) / (48.02 - 30.10) = 0.93, the
     # one dataset where the paper's own margin (at most half) is not met.
-    t = C.drop_ratio_table(None, C.paper_summary("Table 1"))
+    t = tables.drop_ratio_table(None, tables.paper_summary("Table 1"))
     assert t.loc[("paper", "DTD"), "ratio"] == pytest.approx(16.67 / 17.92, abs=0.01)
     assert t.loc[("paper", "DTD"), "within half"] == "no"
     assert t.loc[("paper", "OxfordPets"), "within half"] == "yes"
@@ -226,7 +227,7 @@ def test_drop_ratio_table_per_dataset_on_the_papers_table1():
 
 
 def test_drop_ratio_table_on_our_runs():
-    s = C.summarize(
+    s = tables.summarize(
         _rows(
             {
                 ("a", "prompt", "ce", 0.0): 60.0,
@@ -240,7 +241,7 @@ def test_drop_ratio_table_on_our_runs():
             }
         )
     )
-    t = C.drop_ratio_table(s)
+    t = tables.drop_ratio_table(s)
     assert t.loc[("ours", "a"), "ratio"] == pytest.approx(0.25)
     assert t.loc[("ours", "b"), "within half"] == "no"  # 10 vs 10 points
     assert t.loc[("ours", "mean"), "ratio"] == pytest.approx(7.5 / 15)
@@ -252,11 +253,11 @@ def test_training_fit_table_in_percent_and_tolerates_old_runs():
     fits = {("prompt", 1): (0.1, 0.5), ("prompt", 2): (0.2, 0.7), ("classifier_r", 1): (0.3, 0.9)}
     df["train_fit_noisy"] = [fits.get((m, s), (None, None))[0] for m, s in zip(df["method"], df["seed"])]
     df["train_fit_clean"] = [fits.get((m, s), (None, None))[1] for m, s in zip(df["method"], df["seed"])]
-    t = C.training_fit_table(df).set_index("variant")
+    t = tables.training_fit_table(df).set_index("variant")
     assert t.loc["prompt", "wrong labels fitted (%)"] == "15.0 ± 7.1"
     assert t.loc["prompt", "right labels fitted (%)"] == "60.0 ± 14.1"
     assert t.loc["classifier_r", "wrong labels fitted (%)"] == "30.0"  # one run has it, one does not
-    old = C.training_fit_table(_rows({("a", "prompt", "ce", 0.5): 50.0}))  # stored before the metric
+    old = tables.training_fit_table(_rows({("a", "prompt", "ce", 0.5): 50.0}))  # stored before the metric
     assert old["wrong labels fitted (%)"].tolist() == [""]
 
 
@@ -283,26 +284,26 @@ def _paired_runs(drops):
 def test_drop_ratio_interval_resamples_seeds_within_datasets():
     drops = {("a", 1): (2.0, 10.0), ("a", 2): (6.0, 10.0), ("b", 1): (4.0, 20.0), ("b", 2): (4.0, 20.0)}
     df = _paired_runs(drops)
-    iv = C.drop_ratio_interval(df)
+    iv = stats.drop_ratio_interval(df)
     # mean drops: prompt (4 + 4) / 2 = 4, Classifier-R (10 + 20) / 2 = 15
     assert iv["ratio"] == pytest.approx(4 / 15) and iv["n_seeds"] == 2
-    t = C.drop_ratio_table(C.summarize(df))
+    t = tables.drop_ratio_table(tables.summarize(df))
     assert t.loc[("ours", "mean"), "ratio"] == pytest.approx(round(iv["ratio"], 2))
     # only dataset a varies: its prompt drop resamples to 2, 4 or 6 -> ratio (x + 4) / 2 / 15
     assert iv["low"] == pytest.approx(3 / 15) and iv["high"] == pytest.approx(5 / 15)
-    assert C.drop_ratio_interval(df) == iv  # seeded
-    assert "interval over seeds 0.20 to 0.33 (bootstrap, 2 seeds per dataset)" in C.show_interval(iv)
+    assert stats.drop_ratio_interval(df) == iv  # seeded
+    assert "interval over seeds 0.20 to 0.33 (bootstrap, 2 seeds per dataset)" in stats.show_interval(iv)
 
 
 def test_drop_ratio_interval_edge_cases():
-    one = C.drop_ratio_interval(_paired_runs({("a", 1): (3.0, 12.0)}))
+    one = stats.drop_ratio_interval(_paired_runs({("a", 1): (3.0, 12.0)}))
     assert one["ratio"] == pytest.approx(0.25) and math.isnan(one["low"]) and math.isnan(one["high"])
-    assert "no interval" in C.show_interval(one)
+    assert "no interval" in stats.show_interval(one)
     df = _paired_runs({("a", 1): (3.0, 12.0), ("a", 2): (3.0, 12.0)})
     with pytest.raises(ValueError, match="one run per"):
-        C.drop_ratio_interval(pd.concat([df, df]))
+        stats.drop_ratio_interval(pd.concat([df, df]))
     with pytest.raises(ValueError, match="no runs for"):
-        C.drop_ratio_interval(df[df["method"] == "prompt"])
+        stats.drop_ratio_interval(df[df["method"] == "prompt"])
 
 
 def test_gap_interval_against_a_fixed_baseline():
@@ -331,18 +332,18 @@ def test_gap_interval_against_a_fixed_baseline():
         }
         for d, a in (("a", 61.0), ("b", 52.0))
     ]
-    iv = C.gap_interval(pd.DataFrame(rows))
+    iv = stats.gap_interval(pd.DataFrame(rows))
     # a: 62 - 61 = +1, b: 50 - 52 = -2 -> mean -0.5; a resamples to 60, 62 or 64
     assert iv["gap"] == pytest.approx(-0.5) and iv["n_seeds"] == 2
     assert iv["low"] == pytest.approx(-1.5) and iv["high"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="no dataset"):
-        C.gap_interval(pd.DataFrame(rows), baseline="classifier_c")
+        stats.gap_interval(pd.DataFrame(rows), baseline="classifier_c")
 
 
 def test_summarize_does_not_depend_on_row_order():
     df = _rows({("d", "prompt", "ce", 0.0): 80.1, ("d", "prompt", "ce", 0.5): 33.3}, seeds=(1, 2, 3, 4, 5))
     df["test_acc"] = df["test_acc"] + np.arange(len(df)) * 1e-3 / 7  # sums that round differently
-    a = C.summarize(df)
+    a = tables.summarize(df)
     for k in range(5):
-        b = C.summarize(df.sample(frac=1.0, random_state=k))
+        b = tables.summarize(df.sample(frac=1.0, random_state=k))
         assert a.equals(b)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from ptnl.core import paths, store
+from ptnl.core import paths
+from ptnl.train import store
 
 
 @pytest.mark.parametrize("cmd", [[], ["run"], ["sweep"], ["collect"], ["ratio"]])

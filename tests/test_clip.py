@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ptnl.models import clip
+from ptnl.models import clip, text, weights
+from ptnl.toy import TOY_BACKBONES
 
 TINY_VIT = {
     "embed_dim": 32,
@@ -65,7 +66,8 @@ def toy(tmp_path_factory):
         ),
     }
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(clip, "_toy_backbones", lambda: backbones)
+        for name, spec in backbones.items():
+            mp.setitem(TOY_BACKBONES, name, spec)
         yield types.SimpleNamespace(folder=folder, ckpt=ckpt, state=state)
 
 
@@ -94,7 +96,7 @@ def _params_equal(model, state):
 
 def test_toy_default_loads_its_checkpoint_frozen_in_eval(toy):
     b = clip.load_clip("toy-test")
-    assert b.weights_id == f"toy:{clip.file_sha256(toy.ckpt)[:16]}"
+    assert b.weights_id == f"toy:{weights.file_sha256(toy.ckpt)[:16]}"
     assert _params_equal(b.model, toy.state)
     assert not b.model.training and all(not m.training for m in b.model.modules())
     assert all(not p.requires_grad for p in b.model.parameters())
@@ -122,7 +124,7 @@ def test_local_state_dict_files_load_exactly(toy, tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, wrapped)
     b = clip.load_clip("toy-test", pretrained=wrapped)
     assert _params_equal(b.model, source.state_dict())
-    assert b.weights_id == clip.file_weights_id(wrapped)
+    assert b.weights_id == weights.file_weights_id(wrapped)
     st = tmp_path / "w.safetensors"
     _save_fp16_safetensors(source, st)
     assert clip.load_clip("toy-test", pretrained=str(st)).weights_id.startswith("file:")
@@ -132,7 +134,7 @@ def test_local_file_found_by_name_in_weights_dir(toy, tmp_path, monkeypatch):
     monkeypatch.setenv("PTNL_WEIGHTS", str(tmp_path))
     torch.save(_seeded_model(TINY_VIT, 8).state_dict(), tmp_path / "mine.pt")
     b = clip.load_clip("toy-test", pretrained="mine.pt")
-    assert b.weights_id == clip.file_weights_id(tmp_path / "mine.pt")
+    assert b.weights_id == weights.file_weights_id(tmp_path / "mine.pt")
 
 
 class _Scripted(torch.nn.Module):
@@ -168,7 +170,7 @@ def test_torchscript_checkpoint_is_converted_once_with_a_warning(toy, tmp_path, 
         warnings.simplefilter("error")  # second load reads the converted file: no warning
         b2 = clip.load_clip("toy-test", pretrained=path)
     assert _params_equal(b2.model, source.state_dict())
-    assert b.weights_id == b2.weights_id == clip.file_weights_id(path)
+    assert b.weights_id == b2.weights_id == weights.file_weights_id(path)
 
 
 def test_registered_open_clip_config_name_loads(tmp_path):
@@ -258,7 +260,7 @@ def test_offline_tag_names_tag_cache_and_local_file(tmp_path, monkeypatch):
         raise FileNotFoundError("Failed to download file: Name or service not known")
 
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained", no_network)
-    monkeypatch.setattr(clip, "_unreachable", lambda tag_cfg: None)  # as if the hub answered
+    monkeypatch.setattr(weights, "unreachable", lambda tag_cfg: None)  # as if the hub answered
     with pytest.raises(
         RuntimeError, match="'openai' weights of ViT-B-32.*Name or service not known.*local file"
     ):
@@ -267,7 +269,7 @@ def test_offline_tag_names_tag_cache_and_local_file(tmp_path, monkeypatch):
 
 def test_unreachable_hub_fails_fast_naming_every_offline_route(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(clip, "_unreachable", lambda tag_cfg: "huggingface.co is not reachable (gaierror)")
+    monkeypatch.setattr(weights, "unreachable", lambda tag_cfg: "huggingface.co is not reachable (gaierror)")
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained", lambda *a, **k: pytest.fail("retried"))
     with pytest.raises(FileNotFoundError) as e:  # the CLI's one-line errors catch FileNotFoundError
         clip.load_clip("RN50", cache_dir=str(tmp_path))
@@ -291,8 +293,8 @@ def test_unreachable_probe_is_quick_and_says_why(monkeypatch):
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
-    assert "not reachable" in clip._unreachable({"hf_hub": "timm/resnet50_clip.openai/"})
-    assert "openaipublic" in clip._unreachable({"url": "https://openaipublic.example/x/RN50.pt"})
+    assert "not reachable" in weights.unreachable({"hf_hub": "timm/resnet50_clip.openai/"})
+    assert "openaipublic" in weights.unreachable({"url": "https://openaipublic.example/x/RN50.pt"})
 
 
 def test_same_weights_as_pt_and_safetensors_are_one_identity(toy, tmp_path):
@@ -301,11 +303,13 @@ def test_same_weights_as_pt_and_safetensors_are_one_identity(toy, tmp_path):
     half = _save_fp16_safetensors(source, st)  # fp16 values ...
     pt = tmp_path / "w.pt"
     torch.save({k: v.float() for k, v in half.items()}, pt)  # ... the same values, fp32, torch.save
-    assert clip.weights_identity("toy-test", str(st)) == clip.weights_identity("toy-test", str(pt))
-    assert clip.load_clip("toy-test", pretrained=pt).weights_id == clip.weights_identity("toy-test", str(st))
+    assert weights.weights_identity("toy-test", str(st)) == weights.weights_identity("toy-test", str(pt))
+    assert clip.load_clip("toy-test", pretrained=pt).weights_id == weights.weights_identity(
+        "toy-test", str(st)
+    )
     other = tmp_path / "other.pt"
     torch.save(_seeded_model(TINY_VIT, 12).state_dict(), other)
-    assert clip.weights_identity("toy-test", str(other)) != clip.weights_identity("toy-test", str(pt))
+    assert weights.weights_identity("toy-test", str(other)) != weights.weights_identity("toy-test", str(pt))
 
 
 def test_default_weights_are_found_by_name_under_weights(tmp_path, monkeypatch):
@@ -321,18 +325,18 @@ def test_default_weights_are_found_by_name_under_weights(tmp_path, monkeypatch):
     assert _params_equal(b.model, source.state_dict())
     assert (
         b.weights_id
-        == clip.weights_identity("ptnl-test-byname")
-        == clip.file_weights_id(tmp_path / "weights" / "ptnl-test-byname.pt")
+        == weights.weights_identity("ptnl-test-byname")
+        == weights.file_weights_id(tmp_path / "weights" / "ptnl-test-byname.pt")
     )
-    assert clip.weights_available("ptnl-test-byname", "default")
+    assert weights.weights_available("ptnl-test-byname", "default")
     _save_fp16_safetensors(source, tmp_path / "weights" / "ptnl-test-byname.safetensors")
     with pytest.raises(ValueError, match="several weight files"):
-        clip.resolve_weights("ptnl-test-byname")
+        weights.resolve_weights("ptnl-test-byname")
     # the paper's names: weights/RN50.pt stands in for OpenAI's tag
-    assert clip.resolve_weights("RN50").tag == "openai"
+    assert weights.resolve_weights("RN50").tag == "openai"
     torch.save({}, tmp_path / "weights" / "RN50.pt")
-    assert clip.resolve_weights("RN50").path == tmp_path / "weights" / "RN50.pt"
-    assert clip.resolve_weights("RN50-quickgelu").path == tmp_path / "weights" / "RN50.pt"
+    assert weights.resolve_weights("RN50").path == tmp_path / "weights" / "RN50.pt"
+    assert weights.resolve_weights("RN50-quickgelu").path == tmp_path / "weights" / "RN50.pt"
 
 
 def test_cached_tag_file_is_used_without_network(tmp_path, monkeypatch):
@@ -340,7 +344,7 @@ def test_cached_tag_file_is_used_without_network(tmp_path, monkeypatch):
     fake = tmp_path / "RN50.pt"  # open_clip's URL cache layout: <cache>/<basename of url>
     fake.write_bytes(b"x")
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained", lambda *a, **k: pytest.fail("network"))
-    assert clip._download_tag("RN50", "openai", {"url": cfg["url"]}, str(tmp_path)) == str(fake)
+    assert weights.download_tag("RN50", "openai", {"url": cfg["url"]}, str(tmp_path)) == str(fake)
 
 
 # ----------------------------------------------------------------------------- features
@@ -381,32 +385,32 @@ def test_resnet_tower_encodes_with_batchnorm_folded_and_the_same_features(toy):
 
 def test_encode_text_matches_open_clip_full_length(tiny):
     texts = ["a photo of a cat.", "a photo of a sea lion, a type of pet.", "x"]
-    f = clip.encode_text(tiny, texts)
+    f = text.encode_text(tiny, texts)
     with torch.no_grad():
         ref = tiny.model.encode_text(tiny.tokenizer(texts))  # 32 positions, full causal mask
     assert f.shape == (3, 32) and not f.requires_grad
     assert torch.allclose(f, ref, atol=1e-5)
-    assert torch.allclose(clip.encode_text(tiny, texts, batch_size=2), ref, atol=1e-5)
+    assert torch.allclose(text.encode_text(tiny, texts, batch_size=2), ref, atol=1e-5)
 
 
 def test_encode_text_rejects_bad_input(tiny):
     with pytest.raises(ValueError, match="more than the context length 32"):
-        clip.encode_text(tiny, ["word " * 40])
+        text.encode_text(tiny, ["word " * 40])
     with pytest.raises(ValueError, match="list of strings"):
-        clip.encode_text(tiny, "a photo of a cat.")
+        text.encode_text(tiny, "a photo of a cat.")
     with pytest.raises(ValueError, match="at least one"):
-        clip.encode_text(tiny, [])
+        text.encode_text(tiny, [])
 
 
 def test_zero_shot_classifier_single_and_ensemble(tiny):
     names = ["cat", "sea_lion"]
-    single = clip.zero_shot_classifier(tiny, names, "a photo of a {}.")
-    ref = F.normalize(clip.encode_text(tiny, ["a photo of a cat.", "a photo of a sea lion."]), dim=-1)
+    single = text.zero_shot_classifier(tiny, names, "a photo of a {}.")
+    ref = F.normalize(text.encode_text(tiny, ["a photo of a cat.", "a photo of a sea lion."]), dim=-1)
     assert torch.allclose(single, ref, atol=1e-6)
     templates = ["a photo of a {}.", "art of the {}.", "{} texture."]
-    ens = clip.zero_shot_classifier(tiny, names, templates)
+    ens = text.zero_shot_classifier(tiny, names, templates)
     parts = [
-        F.normalize(clip.encode_text(tiny, [t.format(n) for n in ("cat", "sea lion")]), dim=-1)
+        F.normalize(text.encode_text(tiny, [t.format(n) for n in ("cat", "sea lion")]), dim=-1)
         for t in templates
     ]
     mean = (parts[0] + parts[1] + parts[2]) / 3
@@ -414,7 +418,7 @@ def test_zero_shot_classifier_single_and_ensemble(tiny):
     assert torch.allclose(ens.norm(dim=-1), torch.ones(2), atol=1e-6)
     assert not torch.allclose(ens, single, atol=1e-3)
     with pytest.raises(ValueError, match="exactly one"):
-        clip.zero_shot_classifier(tiny, names, "a photo")
+        text.zero_shot_classifier(tiny, names, "a photo")
 
 
 def test_text_encoder_shared_prefix_equals_plain(tiny):
@@ -422,7 +426,7 @@ def test_text_encoder_shared_prefix_equals_plain(tiny):
     x = torch.randn(4, 12, 32, generator=g) * 0.1
     x[:, :5] = x[:1, :5]  # a shared prefix of 5 positions
     eot = torch.tensor([7, 11, 9, 8])
-    enc = clip.TextEncoder(tiny.model)
+    enc = text.TextEncoder(tiny.model)
     assert torch.allclose(enc(x, eot, shared_prefix=5), enc(x, eot), atol=1e-5)
     # groups: two runs stacked, each with its own prefix, equal the runs one by one
     y = torch.randn(4, 12, 32, generator=g) * 0.1
@@ -474,4 +478,4 @@ def test_real_text_towers_truncated_equal_full_length(rn50, vitb32):
     for b in (rn50, vitb32):
         with torch.no_grad():
             ref = b.model.encode_text(b.tokenizer(texts))
-        assert torch.allclose(clip.encode_text(b, texts), ref, atol=1e-5)
+        assert torch.allclose(text.encode_text(b, texts), ref, atol=1e-5)

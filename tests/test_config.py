@@ -68,11 +68,11 @@ def test_ctx_init_sets_n_ctx_to_its_word_count_as_coop():
 def test_run_id_follows_the_weights(tmp_path, monkeypatch):
     # Same config, regenerated toy checkpoint: a different run id, so old results are not reused.
     from ptnl import toy
-    from ptnl.models import clip
+    from ptnl.models import clip, weights
 
     cfg = RunConfig(dataset="toy-shapes", backbone="toy-rn")
     spec = toy.TOY_BACKBONES["toy-rn"]
-    assert clip.weights_identity("toy-rn") == clip.load_clip("toy-rn").weights_id
+    assert weights.weights_identity("toy-rn") == clip.load_clip("toy-rn").weights_id
     before = cfg.run_id
     fake = tmp_path / "toy-rn.safetensors"
     fake.write_bytes(spec.checkpoint.read_bytes() + b"")  # same bytes: same identity

@@ -1,7 +1,6 @@
 import json
 import pickle
 import re
-import sys
 import types
 import warnings
 
@@ -27,9 +26,10 @@ from ptnl.data import (
     identity,
     load_dataset,
     on_disk,
+    readers,
     resolve_name,
 )
-from ptnl.data import datasets as D
+from ptnl.data import disk as D
 from ptnl.data.noise import add_noise
 from ptnl.data.sampling import FEWSHOT_STREAM, NOISE_STREAM, rng_stream
 
@@ -205,9 +205,9 @@ def test_names_and_aliases():
 
 def test_toy_names_are_delegated(monkeypatch):
     calls = []
-    fake = types.ModuleType("ptnl.toy")
+    fake = types.ModuleType("ptnl.toy.tasks")
     fake.load_task = lambda name: calls.append(name) or "toy dataset"
-    monkeypatch.setitem(sys.modules, "ptnl.toy", fake)
+    monkeypatch.setattr(readers, "toy_tasks", fake)
     assert load_dataset("toy-shapes") == "toy dataset" and calls == ["toy-shapes"]
 
 

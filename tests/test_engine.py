@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ptnl.core import store
 from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
-from ptnl.train import engine
+from ptnl.train import engine, labels, loop, optim, store, trainers
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
 
@@ -17,10 +16,8 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture
-def ds(monkeypatch, fresh_store):
-    data = synthetic_dataset(n_classes=4, train_per_class=6, test_per_class=3)
-    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
-    return data
+def ds(use_dataset, fresh_store):
+    return use_dataset(synthetic_dataset(n_classes=4, train_per_class=6, test_per_class=3))
 
 
 def cfg(tiny, **kw):
@@ -32,21 +29,21 @@ def cfg(tiny, **kw):
 
 def test_view_schedule_uses_every_view_once_per_cycle():
     g = torch.Generator().manual_seed(0)
-    s = engine.view_schedule(n=5, n_views=4, epochs=10, g=g)
+    s = F.view_schedule(n=5, n_views=4, epochs=10, g=g)
     assert s.shape == (10, 5)
     for start in (0, 4):
         for i in range(5):
             assert sorted(s[start : start + 4, i].tolist()) == [0, 1, 2, 3]
     assert s.max() < 4
-    assert torch.equal(s, engine.view_schedule(5, 4, 10, torch.Generator().manual_seed(0)))
+    assert torch.equal(s, F.view_schedule(5, 4, 10, torch.Generator().manual_seed(0)))
 
 
 def test_epoch_batches_drop_last_as_dassl():
     g = torch.Generator().manual_seed(0)
-    b = engine.epoch_batches(70, 32, g)
+    b = F.epoch_batches(70, 32, g)
     assert [len(x) for x in b] == [32, 32]
     assert len(set(torch.cat(b).tolist())) == 64
-    assert [len(x) for x in engine.epoch_batches(20, 32, g)] == [20]  # fewer than a batch: keep all
+    assert [len(x) for x in F.epoch_batches(20, 32, g)] == [20]  # fewer than a batch: keep all
 
 
 def test_per_sample_grad_norms_equal_one_backward_per_sample():
@@ -55,7 +52,7 @@ def test_per_sample_grad_norms_equal_one_backward_per_sample():
     b = torch.randn(5, requires_grad=True)
     x, y = torch.randn(7, 3), torch.randint(0, 5, (7,))
     losses = torch.nn.functional.cross_entropy(torch.tanh(x @ w.T) * 3 + b, y, reduction="none")
-    got = engine.per_sample_grad_norms(losses, [w, b])
+    got = optim.per_sample_grad_norms(losses, [w, b])
     want = []
     for i in range(7):
         gw, gb = torch.autograd.grad(losses[i], [w, b], retain_graph=True)
@@ -80,9 +77,9 @@ def test_grad_ratio_matches_explicit_per_sample_chain(tiny, ds, monkeypatch):
     c = cfg(tiny, noise_rate=0.5, grad_ratio=True, feature_mode="center", epochs=1, batch_size=16)
     m = engine.run(c)
     r = engine.prepare(c)
-    module = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
-    feats = engine.train_bank(r)[0]
-    batch = engine.epoch_batches(r.n_train, c.batch_size, F.generator("order", c.seed))[0]
+    module = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    feats = F.train_bank(r)[0]
+    batch = F.epoch_batches(r.n_train, c.batch_size, F.generator("order", c.seed))[0]
     norms = []
     for i in batch.tolist():
         logits = module(feats[i : i + 1], module.class_embeddings())
@@ -127,13 +124,13 @@ def test_training_fit_counts_wrong_labels_apart(tiny, ds):
     wrong ones; a real module's numbers are recomputed by hand from the feature bank."""
     c = cfg(tiny, method="classifier_r", noise_rate=0.5, feature_mode="center", shots=6)
     r = engine.prepare(c)
-    bank = engine.train_bank(r)[0]
-    memoriser = engine.training_fit(_Lookup(bank, r.labels.noisy), r)
+    bank = F.train_bank(r)[0]
+    memoriser = loop.training_fit(_Lookup(bank, r.labels.noisy), r)
     assert memoriser == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
-    truthful = engine.training_fit(_Lookup(bank, r.labels.true), r)
+    truthful = loop.training_fit(_Lookup(bank, r.labels.true), r)
     assert truthful == {"train_fit_noisy": 0.0, "train_fit_clean": 1.0}
-    module = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
-    got = engine.training_fit(module, r)
+    module = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    got = loop.training_fit(module, r)
     right = module(bank).argmax(-1).numpy() == r.labels.noisy
     assert got["train_fit_noisy"] == pytest.approx(right[r.labels.is_noisy].mean())
     assert got["train_fit_clean"] == pytest.approx(right[~r.labels.is_noisy].mean())
@@ -149,12 +146,12 @@ def test_training_fit_in_exact_mode_scores_centre_crops(tiny, ds):
     r = engine.prepare(c)
     [centre] = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)
     memoriser = _Lookup(centre, r.labels.noisy)
-    assert engine.training_fit(memoriser, r) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
+    assert loop.training_fit(memoriser, r) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
     decoy = torch.randn(3, *centre.shape)  # ignored in exact mode
-    assert engine.training_fit(memoriser, r, bank=decoy) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
-    module = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    assert loop.training_fit(memoriser, r, bank=decoy) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
+    module = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
     right = module(centre).argmax(-1).numpy() == r.labels.noisy
-    got = engine.training_fit(module, r)
+    got = loop.training_fit(module, r)
     assert got["train_fit_noisy"] == pytest.approx(right[r.labels.is_noisy].mean())
     assert got["train_fit_clean"] == pytest.approx(right[~r.labels.is_noisy].mean())
 
@@ -162,12 +159,12 @@ def test_training_fit_in_exact_mode_scores_centre_crops(tiny, ds):
 def test_classifier_r_free_rows_are_unnormalised(tiny, ds):
     c = cfg(tiny, method="classifier_r_free", feature_mode="center", lr=0.5, warmup_epochs=0)
     r = engine.prepare(c)
-    free = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
-    cos = engine.build_module(
+    free = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    cos = trainers.build_module(
         c.replace(method="classifier_r"), r.bundle, r.dataset, F.generator("init", c.seed)
     )
     torch.testing.assert_close(free.class_embeddings(), cos.class_embeddings())  # same start
-    engine.fit([r], [free], [engine.feature_source(r)])
+    loop.fit([r], [free], [F.feature_source(r)])
     norms = free.class_embeddings().norm(dim=-1)
     assert not torch.allclose(norms, torch.ones_like(norms))
     assert not free.normalize_weight and cos.normalize_weight
@@ -239,7 +236,7 @@ def test_linear_probe_and_visual_ft_run(tiny, ds):
 def test_confusion_noise_reads_zero_shot_probabilities(tiny, ds, monkeypatch):
     c = cfg(tiny, noise_kind="confusion", noise_rate=0.5)
     calls = []
-    real = engine.zeroshot_probs
+    real = labels.zeroshot_probs
     monkeypatch.setattr(engine, "zeroshot_probs", lambda *a: calls.append(1) or real(*a))
     r = engine.prepare(c)
     p = real(r.bundle, r.dataset, r.train_idx, r.device, r.precision)
@@ -266,16 +263,16 @@ def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):
 
     c = cfg(tiny, feature_mode="exact", epochs=3, noise_rate=0.25, lr=0.05, warmup_epochs=0)
     r = engine.prepare(c)
-    m = engine.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    m = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
     ref = CoOpReference(r.bundle, r.dataset.classnames, m.prompt_learner.ctx)
     assert ref.suffix.shape[1] + 1 + c.n_ctx == r.bundle.context_length  # the reference runs full length
-    [hist] = engine.fit([r], [m], [engine.feature_source(r)])
+    [hist] = loop.fit([r], [m], [F.feature_source(r)])
     steps = reference_fit(r, ref)
     per_epoch = np.array(steps).reshape(c.epochs, -1).mean(1)  # 16 samples, batch 8: 2 steps an epoch
     np.testing.assert_allclose(hist["train_loss"], per_epoch, rtol=1e-5)
     torch.testing.assert_close(m.prompt_learner.ctx, ref.ctx, rtol=1e-4, atol=1e-5)  # ctx ~ 0.02
     assert not torch.allclose(
-        ref.ctx, engine.build_module(c, r.bundle, r.dataset, F.generator("init", 1)).prompt_learner.ctx
+        ref.ctx, trainers.build_module(c, r.bundle, r.dataset, F.generator("init", 1)).prompt_learner.ctx
     )
 
 
@@ -307,7 +304,8 @@ def test_bench_cli_smoke(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "ptnl.tools.bench",
+        "ptnl",
+        "bench",
         "--smoke",
         "--steps",
         "1",
@@ -328,7 +326,7 @@ def test_half_sgd_is_sgd_on_fp16_parameters():
     coop = torch.nn.Parameter(start.half())
     ref = torch.optim.SGD([coop], lr=0.002, momentum=0.9, weight_decay=5e-4)
     ours = torch.nn.Parameter(start.clone())
-    opt = engine.HalfSGD([ours], lr=0.002, momentum=0.9, weight_decay=5e-4)
+    opt = optim.HalfSGD([ours], lr=0.002, momentum=0.9, weight_decay=5e-4)
     assert torch.equal(ours.detach(), start.half().float())  # born fp16
     for grad in grads:
         coop.grad, ours.grad = grad.half(), grad
@@ -340,7 +338,7 @@ def test_half_sgd_is_sgd_on_fp16_parameters():
 
 def test_half_sgd_loses_updates_below_half_an_fp16_spacing():
     p = torch.nn.Parameter(torch.full((4,), 0.02))  # fp16 spacing at 0.02 is 2**-16
-    opt = engine.HalfSGD([p], lr=1.0, momentum=0.0, weight_decay=0.0)
+    opt = optim.HalfSGD([p], lr=1.0, momentum=0.0, weight_decay=0.0)
     start = p.detach().clone()
     p.grad = torch.full((4,), 2.0**-18)
     opt.step()
@@ -356,9 +354,9 @@ def test_coop_fp16_runs_keep_fp16_values_and_report_stalls(tiny, ds, monkeypatch
     assert engine.resolve_precision("coop-fp16", torch.device("cpu")) == "fp32"
     assert engine.resolve_precision("coop-fp16", torch.device("cuda")) == "fp16"
     trained = []
-    real_fit = engine.fit
+    real_fit = loop.fit
     monkeypatch.setattr(
-        engine, "fit", lambda runs, mods, *a: trained.extend(mods) or real_fit(runs, mods, *a)
+        trainers, "fit", lambda runs, mods, *a: trained.extend(mods) or real_fit(runs, mods, *a)
     )
     m = engine.run(c)
     assert m["precision"] == "fp32" and m["update_precision"] == "fp16"

@@ -1,4 +1,4 @@
-"""ptnl.sections.experiments: the sections' grids, reading back exactly a grid's runs, and the plan."""
+"""ptnl.sections: the sections' grids, reading back exactly a grid's runs, and the plan."""
 
 import io
 
@@ -6,17 +6,29 @@ import nbformat
 import pytest
 import yaml
 
-from ptnl.core import store
-from ptnl.sections import experiments as E
-from ptnl.tools import notebooks
-from ptnl.train import upl
+from ptnl.data import on_disk
+from ptnl.models.weights import weights_available
+from ptnl.sections import (
+    appendix,
+    architectures,
+    attribution,
+    build,
+    common,
+    correlated,
+    gradients,
+    quickstart,
+    robustness,
+    unsupervised,
+)
+from ptnl.tools import cli, notebooks, plan
+from ptnl.train import store, upl
 from ptnl.train.config import RunConfig
 
 TOY = dict(backbone="toy-vit", epochs=3)
 
 
 def test_sec42_grid_has_every_setting_once_with_method_choices():
-    cs = E.sec42_robustness(
+    cs = robustness.sec42_robustness(
         datasets=["toy-shapes", "toy-fine"],
         fig1_datasets=["toy-shapes"],
         noise_rates=[0, 0.5],
@@ -31,50 +43,57 @@ def test_sec42_grid_has_every_setting_once_with_method_choices():
         ("prompt", "ce"),
         ("prompt", "gce"),
         ("linear_probe", "ce"),
-        (E.SGD_LINEAR, "ce"),
-        (E.SGD_LINEAR, "gce"),
+        (common.SGD_LINEAR, "ce"),
+        (common.SGD_LINEAR, "gce"),
         ("visual_ft", "ce"),
     }
     for c in cs:
         if c.method == "visual_ft":
             assert c.feature_mode == "exact" and c.dataset == "toy-shapes"
         elif c.method == "linear_probe":
-            assert c.feature_mode == E.LINEAR_PROBE_FEATURE_MODE
+            assert c.feature_mode == common.LINEAR_PROBE_FEATURE_MODE
         else:
             assert c.feature_mode == "views"
         assert c.loss_params == ({"q": 0.5} if c.loss == "gce" else {})
 
 
 def test_untrained_methods_ignore_noise_and_zeroshot_ignores_seed():
-    cs = E.quickstart(dataset="toy-shapes", noise_rates=[0, 0.25, 0.5], seeds=[1, 2, 3], **TOY)
+    cs = quickstart.quickstart(dataset="toy-shapes", noise_rates=[0, 0.25, 0.5], seeds=[1, 2, 3], **TOY)
     zs = [c for c in cs if c.method == "zeroshot"]
     assert len(zs) == 1 and zs[0].noise_rate == 0 and zs[0].seed == 1
     assert len(cs) == 1 + 3 * 3
-    rp = E.config("toy-shapes", "toy-vit", "random_prompt", loss="gce", noise_rate=0.5, seed=7)
+    rp = common.config("toy-shapes", "toy-vit", "random_prompt", loss="gce", noise_rate=0.5, seed=7)
     assert (rp.noise_rate, rp.loss, rp.loss_params, rp.seed) == (0.0, "ce", {}, 7)
 
 
 def test_appendix_shares_runs_with_table1_instead_of_duplicating():
-    cs = E.appendix(datasets=["toy-shapes"], noise_rates=[0, 0.5], seeds=[1], random_prompt_draws=3, **TOY)
+    cs = appendix.appendix(
+        datasets=["toy-shapes"], noise_rates=[0, 0.5], seeds=[1], random_prompt_draws=3, **TOY
+    )
     ids = [c.run_id for c in cs]
     assert len(ids) == len(set(ids))
     # prompt x 4 losses, linear probe, linear head CE/GCE, Tables 1-2's six methods; prompt and the
     # linear head (= Classifier-R) with CE are in both lists and run once.
-    n_methods = len(E.ROBUST_LOSSES) + 3 + len(set(E.TABLE1_METHODS + E.TABLE2_METHODS)) - 2
+    n_methods = (
+        len(appendix.ROBUST_LOSSES)
+        + 3
+        + len(set(attribution.TABLE1_METHODS + attribution.TABLE2_METHODS))
+        - 2
+    )
     assert len(cs) == 3 + 1 + n_methods * 2  # 3 random prompts, 1 zero-shot
     assert [c.method for c in cs].count("zeroshot") == 1
 
 
 def test_gradient_section_records_ratios_and_needs_noise():
-    cs = E.sec44_gradients(datasets=["toy-shapes"], noise_rate=0.5, seeds=[1, 2], **TOY)
+    cs = gradients.sec44_gradients(datasets=["toy-shapes"], noise_rate=0.5, seeds=[1, 2], **TOY)
     assert all(c.grad_ratio and c.noise_rate == 0.5 for c in cs)
-    assert {c.method for c in cs} == {"prompt", E.SGD_LINEAR}
+    assert {c.method for c in cs} == {"prompt", common.SGD_LINEAR}
     with pytest.raises(ValueError, match="noise_rate > 0"):
-        E.sec44_gradients(datasets=["toy-shapes"], noise_rate=0.0, seeds=[1], **TOY)
+        gradients.sec44_gradients(datasets=["toy-shapes"], noise_rate=0.0, seeds=[1], **TOY)
 
 
 def test_sec45_and_sec46_grids():
-    cs = E.sec45_architectures(
+    cs = architectures.sec45_architectures(
         backbones=["toy-rn", "toy-vit"],
         datasets=["toy-shapes"],
         table3_datasets=["toy-fine"],
@@ -87,13 +106,13 @@ def test_sec45_and_sec46_grids():
     ctx0 = [c for c in cs if c.n_ctx == 0]  # Ctx-0: nothing to learn, evaluated once untrained
     assert len(ctx0) == 1 and ctx0[0].method == "random_prompt" and ctx0[0].noise_rate == 0
     assert {c.backbone for c in cs if c.dataset == "toy-fine"} == {"toy-rn", "toy-vit"}
-    cs = E.sec46_correlated(
+    cs = correlated.sec46_correlated(
         datasets=["toy-shapes"], confusion_datasets=["toy-fine"], noise_rate=0.5, seeds=[1, 2], **TOY
     )
     assert {c.noise_kind for c in cs if c.method != "random_prompt"} == {"symmetric", "confusion"}
     assert len(cs) == 2 + 2 * 2 * 2
     assert {c.confusion_from for c in cs} == {"matrix"}
-    cs = E.sec46_correlated(
+    cs = correlated.sec46_correlated(
         datasets=["toy-shapes"],
         confusion_datasets=["toy-fine"],
         noise_rate=0.5,
@@ -121,7 +140,7 @@ def test_bad_parameters_fail_before_anything_runs(bad, match):
     params = dict(datasets=["toy-shapes"], noise_rates=[0, 0.5], seeds=[1], **TOY)
     params.update(bad)
     with pytest.raises(ValueError, match=match):
-        E.sec43_attribution(**params)
+        attribution.sec43_attribution(**params)
 
 
 def test_build_ignores_parameters_the_section_does_not_take():
@@ -134,7 +153,7 @@ def test_build_ignores_parameters_the_section_does_not_take():
         experiment="x",
         **TOY,
     )
-    assert E.build("sec44_gradients", params) == E.sec44_gradients(
+    assert build("04_noisy_gradients", params) == gradients.sec44_gradients(
         datasets=["toy-shapes"], noise_rate=0.5, seeds=[1], **TOY
     )
 
@@ -144,31 +163,31 @@ def _finish(cfg, experiment, acc):
 
 
 def test_results_returns_exactly_the_grids_finished_runs(fresh_store):
-    cs = E.quickstart(dataset="toy-shapes", noise_rates=[0, 0.5], seeds=[1], **TOY)
+    cs = quickstart.quickstart(dataset="toy-shapes", noise_rates=[0, 0.5], seeds=[1], **TOY)
     other = RunConfig(dataset="toy-fine", backbone="toy-vit", epochs=3)
     for c in cs[:2]:
         _finish(c, "exp", 0.5)
     _finish(other, "exp", 0.9)
-    df = E.results(cs, "exp")
+    df = common.results(cs, "exp")
     assert set(df["run_id"]) == {c.run_id for c in cs[:2]}
     assert set(df["variant"]) == {"zeroshot", "prompt"}
-    s = E.status(cs, "exp")
+    s = common.status(cs, "exp")
     assert (s["runs"], s["done"], s["pending"]) == (3, 2, 1)
-    assert E.results(cs, "never-ran").empty
+    assert common.results(cs, "never-ran").empty
 
 
 def test_missing_dataset_and_weights_are_reported(fresh_store, monkeypatch, tmp_path):
     monkeypatch.setenv("PTNL_DATA", str(tmp_path / "no-data"))
-    cs = [E.config("DTD", "RN50", "prompt", epochs=2), E.config("toy-shapes", "toy-vit", epochs=2)]
-    s = E.status(cs, "exp")
+    cs = [common.config("DTD", "RN50", "prompt", epochs=2), common.config("toy-shapes", "toy-vit", epochs=2)]
+    s = common.status(cs, "exp")
     assert s["missing_datasets"] == ["DTD"]
-    assert "MISSING datasets" in E.describe(cs, "exp")
-    assert E.dataset_on_disk("toy-shapes")
+    assert "MISSING datasets" in common.describe(cs, "exp")
+    assert on_disk("toy-shapes")
     (tmp_path / "no-data" / "dtd").mkdir(parents=True)
     (tmp_path / "no-data" / "dtd" / "split_zhou_DescribableTextures.json").write_text("{}")
-    assert E.dataset_on_disk("DTD")
-    assert E.weights_on_disk("toy-vit", None)
-    assert not E.weights_on_disk("RN50", str(tmp_path / "nope.pt"))
+    assert on_disk("DTD")
+    assert weights_available("toy-vit", None)
+    assert not weights_available("RN50", str(tmp_path / "nope.pt"))
 
 
 def _notebook(path, source):
@@ -210,12 +229,12 @@ def test_plan_counts_runs_per_notebook_and_shared_runs_once(plan_dirs):
         )
     )
     out = io.StringIO()
-    rows = E.plan("paper", file=out)
+    rows = plan.plan("paper", file=out)
     assert [(r["notebook"], r["runs"]) for r in rows] == [("00_quickstart", 3), ("04_noisy_gradients", 4)]
     text = out.getvalue()
     assert "total (shared runs once)" in text and "7 runs" in text and "weights missing" in text
     # a runner override applies where a notebook declares it (00 has no `datasets`)
-    rows = E.plan("paper", overrides={"datasets": ["toy-fine"], "seeds": [1, 2, 3]}, file=io.StringIO())
+    rows = plan.plan("paper", overrides={"datasets": ["toy-fine"], "seeds": [1, 2, 3]}, file=io.StringIO())
     assert [(r["notebook"], r["runs"], r["datasets"]) for r in rows] == [
         ("00_quickstart", 7, ["toy-shapes"]),
         ("04_noisy_gradients", 6, ["toy-fine"]),
@@ -231,7 +250,7 @@ def test_plan_counts_notebook_07s_upl_ensembles(plan_dirs):
     )
     (tmp_path / "params" / "paper.yaml").write_text(yaml.safe_dump({"common": {"experiment": "p"}}))
     out = io.StringIO()
-    [row] = E.plan("paper", file=out)
+    [row] = plan.plan("paper", file=out)
     n_methods = len(upl.METHODS)
     # per dataset: one zero-shot run (Table 5's 0-shot column) + n_prompts members per method
     assert row["notebook"] == "07_unsupervised" and row["runs"] == 2 * (1 + 2 * n_methods)
@@ -241,10 +260,12 @@ def test_plan_counts_notebook_07s_upl_ensembles(plan_dirs):
 
 def test_pretrained_reaches_every_run_and_maps_per_backbone(tmp_path):
     f = str(tmp_path / "rn50.pt")
-    cs = E.sec43_attribution(datasets=["toy-shapes"], noise_rates=[0], seeds=[1], pretrained=f, **TOY)
+    cs = attribution.sec43_attribution(
+        datasets=["toy-shapes"], noise_rates=[0], seeds=[1], pretrained=f, **TOY
+    )
     assert {c.pretrained for c in cs} == {f}
     mapping = {"toy-rn": f, "toy-vit": None}
-    cs = E.sec45_architectures(
+    cs = architectures.sec45_architectures(
         backbone="toy-rn",
         backbones=["toy-rn", "toy-vit"],
         datasets=["toy-shapes"],
@@ -257,12 +278,12 @@ def test_pretrained_reaches_every_run_and_maps_per_backbone(tmp_path):
     )
     assert {(c.backbone, c.pretrained) for c in cs} == {("toy-rn", f), ("toy-vit", None)}
     with pytest.raises(ValueError, match="one file, but this notebook uses toy-rn, toy-vit.*mapping"):
-        E.pretrained_by_backbone(f, ["toy-rn", "toy-vit"])
+        common.pretrained_by_backbone(f, ["toy-rn", "toy-vit"])
     with pytest.raises(ValueError, match="unknown backbone 'RN-50'.*did you mean 'RN50'"):
-        E.pretrained_by_backbone({"RN-50": f}, ["toy-rn"])
+        common.pretrained_by_backbone({"RN-50": f}, ["toy-rn"])
     # a common-section mapping may name backbones other notebooks use
-    assert E.pretrained_by_backbone({"RN50": f, "ViT-B/32": f}, ["ViT-B-32"]) == {"ViT-B-32": f}
-    ens = upl.sec5_unsupervised(
+    assert common.pretrained_by_backbone({"RN50": f, "ViT-B/32": f}, ["ViT-B-32"]) == {"ViT-B-32": f}
+    ens = unsupervised.sec5_unsupervised(
         backbone="toy-rn", datasets=["toy-shapes"], n_prompts=1, epochs=3, pretrained=f
     )
     assert {m.prompt.pretrained for e in ens for m in e.members} == {f}
@@ -282,9 +303,10 @@ def test_plan_honours_pretrained_and_reports_a_corrupt_split(plan_dirs, monkeypa
     write_coop(tmp_path / "data", "DTD")  # images and split, then the split file is broken
     (tmp_path / "data" / "dtd" / "split_zhou_DescribableTextures.json").write_text("{not json")
     out = io.StringIO()
-    [row] = E.plan("paper", overrides={"pretrained": str(tmp_path / "RN50.pt")}, file=out)
+    [row] = plan.plan("paper", overrides={"pretrained": str(tmp_path / "RN50.pt")}, file=out)
     assert row["missing_weights"] == [f"RN50 ({tmp_path / 'RN50.pt'})"]
     assert "DTD: corrupt" in out.getvalue() and "split_zhou_DescribableTextures.json" in out.getvalue()
     with pytest.raises(ValueError, match="'pretrained' must be a string or a mapping or null"):
-        E.plan("paper", overrides={"pretrained": 3}, file=io.StringIO())
-    assert E.main(["--set", "paper", "-p", "pretrainde", "x.pt"]) == 2
+        plan.plan("paper", overrides={"pretrained": 3}, file=io.StringIO())
+
+    assert cli.main(["plan", "--set", "paper", "-p", "pretrainde", "x.pt"]) == 2

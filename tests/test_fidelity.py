@@ -6,6 +6,7 @@ import torch
 
 from ptnl.tools import fidelity
 from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+from ptnl.tools.cli import main
 from ptnl.toy import TOY_BACKBONES
 from ptnl.train import engine
 from ptnl.train.config import RunConfig
@@ -80,9 +81,9 @@ def test_pairs_are_parsed_with_clear_errors():
 
 
 def test_cli_errors_name_what_is_wrong(capsys, fresh_store):
-    assert fidelity.main(["RN51:toy-shapes", "--no-fits"]) == 2
+    assert main(["fidelity", "RN51:toy-shapes", "--no-fits"]) == 2
     assert "unknown backbone 'RN51'" in capsys.readouterr().err
-    assert fidelity.main(["toy-rn:toy-nope", "--no-fits"]) == 2
+    assert main(["fidelity", "toy-rn:toy-nope", "--no-fits"]) == 2
     assert "unknown toy task" in capsys.readouterr().err
 
 
@@ -98,10 +99,9 @@ def test_shipped_toy_clip_is_measured_as_the_engine_sees_it(fresh_store):
     assert m["zero_shot_acc"] == pytest.approx(zs["test_acc"])
 
 
-def test_fits_go_through_the_run_store(tmp_path_factory, fresh_store, monkeypatch, capsys):
+def test_fits_go_through_the_run_store(tmp_path_factory, fresh_store, use_dataset, monkeypatch, capsys):
     tiny = register_tiny_clip("ptnl-tiny-fidelity", tmp_path_factory.mktemp("cfg"))
-    data = synthetic_dataset(n_classes=4, train_per_class=6, test_per_class=3)
-    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
+    use_dataset(synthetic_dataset(n_classes=4, train_per_class=6, test_per_class=3))
     recipe = {"shots": 4, "epochs": 2, "batch_size": 8, "n_ctx": 4}
     m = fidelity.measure(tiny, "toy-synthetic", pretrained=None, recipe=recipe)
     for k in ("classifier_r_fit", "prompt_fit", "classifier_r_test_acc", "prompt_test_acc"):
@@ -114,7 +114,8 @@ def test_fits_go_through_the_run_store(tmp_path_factory, fresh_store, monkeypatc
     # the command line: random weights by name, rows printed and written as JSON
     out = tmp_path_factory.mktemp("out") / "rows.json"
     assert (
-        fidelity.main([f"{tiny}:toy-synthetic", "--pretrained", "none", "--no-fits", "--json", str(out)]) == 0
+        main(["fidelity", f"{tiny}:toy-synthetic", "--pretrained", "none", "--no-fits", "--json", str(out)])
+        == 0
     )
     [row] = json.loads(out.read_text())
     assert row["weights"] == "random" and row["zero_shot_acc"] == m["zero_shot_acc"]
@@ -122,19 +123,18 @@ def test_fits_go_through_the_run_store(tmp_path_factory, fresh_store, monkeypatc
 
 
 @pytest.mark.slow  # about 25 s on 2 cores: RN50 built at random, prompt tuning through its text tower
-def test_real_backbone_on_a_real_layout(tmp_path, fresh_store, monkeypatch):
+def test_real_backbone_on_a_real_layout(tmp_path, fresh_store, use_dataset, monkeypatch):
     # The real path end to end: RN50 (random weights: none can be downloaded here) on a fake DTD
     # laid out as CoOp lays it out, fits included (a tiny recipe keeps it fast).
     from fakedata import write_coop
 
+    from ptnl.data import load_dataset
+
     write_coop(tmp_path / "data", "DTD", n_train=(3,), n_test=4)
     monkeypatch.setenv("PTNL_DATA", str(tmp_path / "data"))
-    engine._load_dataset.cache_clear()  # datasets are cached by name: read this root's
-    try:
-        recipe = {"shots": 2, "epochs": 1, "batch_size": 4, "n_ctx": 2}
-        m = fidelity.measure("RN50", "DTD", pretrained=None, recipe=recipe)
-    finally:
-        engine._load_dataset.cache_clear()
+    use_dataset(load_dataset("DTD"))  # runs read this root's DTD, whatever an earlier test loaded
+    recipe = {"shots": 2, "epochs": 1, "batch_size": 4, "n_ctx": 2}
+    m = fidelity.measure("RN50", "DTD", pretrained=None, recipe=recipe)
     assert (m["backbone"], m["dataset"], m["weights"], m["n_classes"], m["n_test"]) == (
         "RN50",
         "DTD",

@@ -8,8 +8,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ptnl.report import plots  # noqa: E402
-from ptnl.report import claims, figures
+from ptnl.report import (
+    figures,
+    plots,  # noqa: E402
+    tables,
+)
+from ptnl.train.methods import VARIANT_COLORS
 
 
 def _summary(datasets=("toy-shapes", "toy-fine"), variants=("prompt", "linear_probe")):
@@ -35,7 +39,7 @@ def _visible(fig):
 
 
 def test_noise_curves_add_paper_panels_for_datasets_we_did_not_run():
-    paper = claims.paper_summary("Table 1")  # OxfordPets, Food101, DTD, UCF101 (prompt only of our variants)
+    paper = tables.paper_summary("Table 1")  # OxfordPets, Food101, DTD, UCF101 (prompt only of our variants)
     fig = figures.noise_curves(_summary(), paper, variants=["prompt", "linear_probe"], ncols=3)
     axes = _visible(fig)
     assert [ax.get_title() for ax in axes] == [
@@ -51,13 +55,13 @@ def test_noise_curves_add_paper_panels_for_datasets_we_did_not_run():
     assert len(paper_lines) == 1 and paper_lines[0].get_linestyle() == "--"
     np.testing.assert_allclose(paper_lines[0].get_ydata(), [62.86, 58.90, 53.62, 46.19])
     np.testing.assert_allclose(axes[0].get_lines()[0].get_xdata(), [0, 12.5, 25, 50])
-    assert axes[0].get_lines()[0].get_color() == plots.METHOD_COLORS["prompt"]
+    assert axes[0].get_lines()[0].get_color() == VARIANT_COLORS["prompt"]
     plt.close(fig)
 
 
 def test_noise_curves_overlay_paper_on_the_same_dataset():
     ours = _summary(datasets=("DTD",), variants=("prompt",))
-    fig = figures.noise_curves(ours, claims.paper_summary("Table 1"), variants=["prompt"], datasets=["DTD"])
+    fig = figures.noise_curves(ours, tables.paper_summary("Table 1"), variants=["prompt"], datasets=["DTD"])
     axes = _visible(fig)
     assert [ax.get_title() for ax in axes][0] == "DTD"
     styles = sorted(line.get_linestyle() for line in axes[0].get_lines())
@@ -85,7 +89,7 @@ def test_grad_ratio_and_confusion_figures():
 
 def test_colors_fall_back_deterministically():
     c = figures.colors_for(["prompt", "ctx-4", "ctx-8"])
-    assert c["prompt"] == plots.METHOD_COLORS["prompt"]
+    assert c["prompt"] == VARIANT_COLORS["prompt"]
     assert c["ctx-4"] != c["ctx-8"] and c == figures.colors_for(["prompt", "ctx-4", "ctx-8"])
     seq = figures.sequential_colors(["ctx-0", "ctx-4", "ctx-16"])
     assert len(set(seq.values())) == 3
@@ -95,7 +99,7 @@ def test_saved_figure_is_byte_stable(tmp_path):
     plots.use_style()
     paths = []
     for run in ("a", "b"):
-        fig = figures.noise_curves(_summary(), claims.paper_summary("Table 1"))
+        fig = figures.noise_curves(_summary(), tables.paper_summary("Table 1"))
         paths.append(plots.save_figure(fig, "fig", folder=tmp_path / run))
         plt.close(fig)
     for p, q in zip(*paths):

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from ptnl.tools import bench, gpucheck
+from ptnl.tools.cli import main
+from ptnl.tools.gpucheck import project
 
 
 class EotOffByOne(bench.CoOpReference):
@@ -19,7 +21,7 @@ class EotOffByOne(bench.CoOpReference):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpucheck") / "gpucheck.json"
-    assert gpucheck.main(["--dry", "--out", str(out)]) == 0
+    assert main(["gpu-check", "--dry", "--out", str(out)]) == 0
     return json.loads(out.read_text())
 
 
@@ -85,7 +87,7 @@ def test_bench_ratios(report):
 def test_a_failed_check_fails_the_run_and_the_budget_skips_optional_parts(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "CoOpReference", EotOffByOne)
     out = tmp_path / "gpucheck.json"
-    assert gpucheck.main(["--dry", "--out", str(out), "--budget-s", "0"]) == 1
+    assert main(["gpu-check", "--dry", "--out", str(out), "--budget-s", "0"]) == 1
     rep = json.loads(out.read_text())
     assert rep["passed"] is False and rep["checks"]["training"]["passed"] is True
     assert rep["checks"]["agreement"]["passed"] is False
@@ -98,6 +100,6 @@ def test_step_time_model():
     assert gpucheck.step_s(t, 60) == pytest.approx(1.5)
     assert gpucheck.step_s(t, 60, runs=4) == pytest.approx(3.75)
     assert gpucheck.step_s(t, 60, runs=2) == pytest.approx(1.5 + (3.75 - 1.5) / 3)
-    assert gpucheck._union(10, 1000, 10, 1) == pytest.approx(100)  # one draw: shots per class
-    assert gpucheck._union(10, 1000, 10, 4) == pytest.approx(1000 * (1 - 0.9**4))
-    assert gpucheck._union(10, 50, 10, 2) == pytest.approx(50)  # shots cap at the class's images
+    assert project._union(10, 1000, 10, 1) == pytest.approx(100)  # one draw: shots per class
+    assert project._union(10, 1000, 10, 4) == pytest.approx(1000 * (1 - 0.9**4))
+    assert project._union(10, 50, 10, 2) == pytest.approx(50)  # shots cap at the class's images

@@ -8,6 +8,7 @@ import yaml
 
 from ptnl.core import paths
 from ptnl.tools import notebooks
+from ptnl.tools.cli import main
 
 
 def _notebook(path, source="backbone = 'toy-rn'\nseeds = [1, 2, 3]\nepochs = 50\n"):
@@ -128,9 +129,9 @@ def test_an_override_goes_to_the_notebooks_that_declare_it(layout, monkeypatch, 
         notebooks, "run", lambda nb, s, overrides, out: calls.append((nb.name, overrides)) or nb
     )
     nbs = [str(p) for p in sorted(layout.parent.glob("*.ipynb"))]
-    assert notebooks.main(["run", *nbs, "--set", "smoke", "-p", "device", "cuda"]) == 0
+    assert main(["notebooks", "run", *nbs, "--set", "smoke", "-p", "device", "cuda"]) == 0
     assert [c[0] for c in calls] == ["01_demo.ipynb", "02_other.ipynb"]
-    assert notebooks.main(["run", *nbs, "--set", "smoke", "-p", "devise", "cuda"]) == 2
+    assert main(["notebooks", "run", *nbs, "--set", "smoke", "-p", "devise", "cuda"]) == 2
     assert "did you mean 'device'" in capsys.readouterr().err
 
 

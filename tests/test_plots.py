@@ -4,12 +4,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ptnl.report import plots  # noqa: E402
+from ptnl.train.methods import VARIANT_COLORS  # noqa: E402
 
 
 def _draw():
     plots.use_style()
     fig, ax = plt.subplots(figsize=(3, 2))
-    ax.plot([0, 12.5, 25, 50], [80, 75, 70, 60], **plots.OURS_STYLE, color=plots.METHOD_COLORS["prompt"])
+    ax.plot([0, 12.5, 25, 50], [80, 75, 70, 60], **plots.OURS_STYLE, color=VARIANT_COLORS["prompt"])
     return fig
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ptnl.models import clip
 from ptnl.models.prompts import PromptCLIP, PromptLearner, prompt_token_ids, random_prompt_classifier
+from ptnl.toy import TOY_BACKBONES
 
 TINY = {
     "embed_dim": 24,
@@ -32,7 +33,7 @@ def tiny(tmp_path_factory):
     (folder / "tiny.json").write_text(json.dumps(TINY))
     spec = types.SimpleNamespace(config=folder / "tiny.json", checkpoint=folder / "none.safetensors")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(clip, "_toy_backbones", lambda: {"toy-tiny": spec})
+        mp.setitem(TOY_BACKBONES, "toy-tiny", spec)
         yield clip.load_clip("toy-tiny", pretrained=None)
 
 

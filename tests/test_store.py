@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from ptnl.core import paths, store
+from ptnl.core import paths
+from ptnl.train import store
 from ptnl.train.config import RunConfig
 
 

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from ptnl.core import paths, store
-from ptnl.train import sweep
+from ptnl.core import paths
+from ptnl.train import store, sweep, trainers
 from ptnl.train.config import RunConfig
 
 
@@ -140,14 +140,12 @@ def test_quiet_follows_env(monkeypatch):
     assert paths.results_dir()  # env untouched otherwise
 
 
-def test_cli_run_sweep_collect_in_process(fresh_store, tmp_path, monkeypatch, capsys):
+def test_cli_run_sweep_collect_in_process(fresh_store, use_dataset, tmp_path, monkeypatch, capsys):
     from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
     from ptnl.tools.cli import main
-    from ptnl.train import engine
 
     tiny = register_tiny_clip("ptnl-tiny-cli", tmp_path)
-    data = synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2)
-    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
+    use_dataset(synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2))
     common = ["--pretrained", "null", "--epochs", "1", "--shots", "2", "--n-ctx", "2"]
     argv = ["run", "--experiment", "cli", "--dataset", "toy-synthetic", "--backbone", tiny, *common]
     assert main([*argv, "--feature-mode", "center"]) == 0
@@ -167,8 +165,8 @@ def test_cli_run_sweep_collect_in_process(fresh_store, tmp_path, monkeypatch, ca
 
 
 def test_cli_ratio_reports_drops_and_seed_intervals(fresh_store, capsys):
-    from ptnl.core import store
     from ptnl.tools.cli import main
+    from ptnl.train import store
 
     # Clean 70 %; at 50 % noise prompt tuning drops 4 (seed 1) or 6 (seed 2), Classifier-R 20.
     drops = {("prompt", 1): 4.0, ("prompt", 2): 6.0, ("classifier_r", 1): 20.0, ("classifier_r", 2): 20.0}
@@ -232,14 +230,12 @@ def _in_thread(fn):
 
 
 @pytest.fixture
-def tiny_world(fresh_store, tmp_path, monkeypatch):
+def tiny_world(fresh_store, use_dataset, tmp_path, monkeypatch):
     """A tiny random CLIP and a synthetic dataset: real runs that take a fraction of a second."""
     from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
-    from ptnl.train import engine
 
     tiny = register_tiny_clip("ptnl-tiny-sweep", tmp_path)
-    data = synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2)
-    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
+    use_dataset(synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2))
     monkeypatch.setattr(store, "POLL_SECONDS", 0.05, raising=False)
     base = dict(dataset="toy-synthetic", backbone=tiny, pretrained=None, epochs=1, shots=2, n_ctx=2)
     return {**base, "feature_mode": "center", "batch_size": 4}
@@ -264,7 +260,7 @@ def test_failed_runs_leave_nothing_in_the_store(tiny_world, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("mid-training")
 
-    monkeypatch.setattr(engine, "fit", boom)
+    monkeypatch.setattr(trainers, "fit", boom)
     with pytest.raises(RuntimeError):
         engine.run(good, "exp")
     with pytest.raises(RuntimeError):

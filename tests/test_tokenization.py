@@ -10,7 +10,7 @@ import pytest
 import torch
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-from ptnl.data.datasets import CALTECH_RENAMES, EUROSAT_NAMES
+from ptnl.data.specs import CALTECH_RENAMES, EUROSAT_NAMES
 from ptnl.models.prompts import prompt_token_ids
 from ptnl.toy.tasks import TASKS
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from ptnl.toy import EXTRA_TASKS, TOY_BACKBONES, TOY_TASKS, load_task, world
+from ptnl.toy import EXTRA_TASKS, TOY_BACKBONES, TOY_TASKS, world
 from ptnl.toy import tasks as toy_tasks
 from ptnl.toy.pretrain import TARGET_ZERO_SHOT_ECE
+from ptnl.toy.tasks import load_task
 
 CONTEXT_LENGTH = 32  # text_cfg.context_length of both toy configs
 N_CTX = 16  # CoOp's default number of learnable context tokens
@@ -270,13 +271,14 @@ def test_pretraining_is_one_seeded_command(tmp_path, monkeypatch):
     # weights (here a few steps on a small set), and the record says how they were made.
     from safetensors.torch import load_file
 
+    from ptnl.tools.cli import main
     from ptnl.toy import pretrain
 
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "cache"))
     args = ["--backbone", "toy-rn", "--n-images", "256", "--steps", "3", "--warmup", "1", "--no-eval"]
     records = []
     for run in ("a", "b"):
-        pretrain.main([*args, "--out-dir", str(tmp_path / run)])
+        main(["toy", "pretrain", *args, "--out-dir", str(tmp_path / run)])
         records.append(json.loads((tmp_path / run / "toy-rn.json").read_text()))
     assert records[0]["sha256"] == records[1]["sha256"]
     assert records[0]["world_sha256"] == pretrain._world_hash()
@@ -298,6 +300,7 @@ def test_pretraining_on_other_thread_counts_is_close(tmp_path, monkeypatch):
     # main() also leaves the caller's thread count alone.
     from safetensors.torch import load_file
 
+    from ptnl.tools.cli import main
     from ptnl.toy import pretrain
 
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "cache"))
@@ -305,7 +308,7 @@ def test_pretraining_on_other_thread_counts_is_close(tmp_path, monkeypatch):
     steps, lr = 3, pretrain.DEFAULTS["lr"]
     args = ["--backbone", "toy-rn", "--n-images", "256", "--steps", str(steps), "--warmup", "1", "--no-eval"]
     for threads in (1, 2):
-        pretrain.main([*args, "--threads", str(threads), "--out-dir", str(tmp_path / str(threads))])
+        main(["toy", "pretrain", *args, "--threads", str(threads), "--out-dir", str(tmp_path / str(threads))])
         assert torch.get_num_threads() == before
     one, two = (load_file(tmp_path / t / "toy-rn.safetensors") for t in ("1", "2"))
     assert one.keys() == two.keys()

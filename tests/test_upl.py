@@ -4,25 +4,25 @@ import numpy as np
 import pytest
 import torch
 
-from ptnl.core import store
+from ptnl.sections import unsupervised
 from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
 from ptnl.toy import TOY_BACKBONES
-from ptnl.train import engine, upl
 from ptnl.train import features as F
+from ptnl.train import labels, store, trainers, upl
 from ptnl.train.config import RunConfig
 
 # -- selection (pure numpy) --------------------------------------------------------------------------
 
 
 def pl(pred, conf, n_classes):
-    return upl.PseudoLabels(np.asarray(pred, np.int64), np.asarray(conf, np.float32), n_classes)
+    return labels.PseudoLabels(np.asarray(pred, np.int64), np.asarray(conf, np.float32), n_classes)
 
 
 def test_topk_takes_the_most_confident_per_class_each_image_once():
     #        0    1    2    3    4    5    6    7    8
     pred = [0, 0, 1, 0, 1, 0, 2, 1, 0]
     conf = [0.5, 0.9, 0.8, 0.7, 0.3, 0.9, 0.6, 0.8, 0.1]
-    s = upl.select(pl(pred, conf, 4), shots=2, selection="topk")
+    s = labels.select(pl(pred, conf, 4), shots=2, selection="topk")
     # class 0: conf 0.9 at 1 and 5 (tie -> lower index first), class 1: 0.8 at 2 and 7, class 2: only 6
     assert s.idx.tolist() == [1, 5, 2, 7, 6] and s.labels.tolist() == [0, 0, 1, 1, 2]
     assert s.predicted.tolist() == [5, 3, 1, 0] and s.counts.tolist() == [2, 2, 1, 0]
@@ -33,7 +33,7 @@ def test_topk_takes_the_most_confident_per_class_each_image_once():
 def test_fill_replace_tops_short_classes_up_to_k_with_every_image_kept():
     pred, conf = [0, 0, 1, 0, 1, 0, 2, 1, 0], np.linspace(0.9, 0.1, 9)
     for selection in ("topk", "random"):
-        s = upl.select(pl(pred, conf, 4), shots=4, selection=selection, fill="replace", seed=3)
+        s = labels.select(pl(pred, conf, 4), shots=4, selection=selection, fill="replace", seed=3)
         assert s.counts.tolist() == [4, 4, 4, 0]  # the empty class 3 stays empty
         assert s.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
         assert set(s.idx[s.labels == 1].tolist()) == {2, 4, 7}  # all three, plus one duplicate
@@ -45,17 +45,17 @@ def test_random_selection_is_seeded_per_class_and_without_replacement():
     rng = np.random.default_rng(0)
     pred = rng.integers(0, 3, 300)
     conf = rng.random(300)
-    a = upl.select(pl(pred, conf, 3), 16, "random", seed=1)
-    assert np.array_equal(a.idx, upl.select(pl(pred, conf, 3), 16, "random", seed=1).idx)
-    assert not np.array_equal(a.idx, upl.select(pl(pred, conf, 3), 16, "random", seed=2).idx)
+    a = labels.select(pl(pred, conf, 3), 16, "random", seed=1)
+    assert np.array_equal(a.idx, labels.select(pl(pred, conf, 3), 16, "random", seed=1).idx)
+    assert not np.array_equal(a.idx, labels.select(pl(pred, conf, 3), 16, "random", seed=2).idx)
     assert a.counts.tolist() == [16, 16, 16] and len(set(a.idx.tolist())) == 48
     assert np.array_equal(pred[a.idx], a.labels)
     # not the top-K: random draws include less confident images
-    top = upl.select(pl(pred, conf, 3), 16, "topk")
+    top = labels.select(pl(pred, conf, 3), 16, "topk")
     assert conf[a.idx].mean() < conf[top.idx].mean()
     # a class's draw depends only on its own members: relabelling class-2 images leaves class 0 alone
     pred2 = np.where(pred == 2, 1, pred)
-    b = upl.select(pl(pred2, conf, 3), 16, "random", seed=1)
+    b = labels.select(pl(pred2, conf, 3), 16, "random", seed=1)
     assert np.array_equal(a.idx[a.labels == 0], b.idx[b.labels == 0])
 
 
@@ -67,8 +67,8 @@ def test_topk_pseudo_labels_are_cleaner_when_confidence_tracks_correctness():
     true = rng.integers(0, c, n)
     pred = np.where(rng.random(n) < conf, true, (true + rng.integers(1, c, n)) % c)
     p = pl(pred, conf, c)
-    top = upl.select(p, 16, "topk")
-    rnd = upl.select(p, 16, "random", seed=1)
+    top = labels.select(p, 16, "topk")
+    rnd = labels.select(p, 16, "random", seed=1)
     acc_top = (top.labels == true[top.idx]).mean()
     acc_rnd = (rnd.labels == true[rnd.idx]).mean()
     assert acc_top > 0.9 and acc_rnd < 0.8 and acc_top - acc_rnd > 0.15
@@ -77,11 +77,11 @@ def test_topk_pseudo_labels_are_cleaner_when_confidence_tracks_correctness():
 def test_select_rejects_bad_arguments():
     p = pl([0, 1], [0.5, 0.5], 2)
     with pytest.raises(ValueError, match="shots"):
-        upl.select(p, 0)
+        labels.select(p, 0)
     with pytest.raises(ValueError, match="selection"):
-        upl.select(p, 2, "best")
+        labels.select(p, 2, "best")
     with pytest.raises(ValueError, match="fill"):
-        upl.select(p, 2, "topk", fill="repeat")
+        labels.select(p, 2, "topk", fill="repeat")
 
 
 # -- the config --------------------------------------------------------------------------------------
@@ -111,15 +111,17 @@ def test_config_identity_and_validation():
 
 
 def test_sec5_builds_ensembles_of_distinct_seeds_sharing_a_selection():
-    ens = upl.sec5_unsupervised("toy-vit", ["toy-shapes", "toy-fine"], n_prompts=4, seeds=[1, 2], epochs=3)
+    ens = unsupervised.sec5_unsupervised(
+        "toy-vit", ["toy-shapes", "toy-fine"], n_prompts=4, seeds=[1, 2], epochs=3
+    )
     assert len(ens) == 2 * 3 * 2 and len(upl.members(ens)) == 48
     e = [x for x in ens if x.method == "robust_upl_ce" and x.repeat == 2 and x.dataset == "toy-fine"][0]
     assert [c.prompt.seed for c in e.members] == [5, 6, 7, 8]
     assert {c.selection_key() for c in e.members} == {e.members[0].selection_key()}
     assert e.members[0].selection_seed == 2
-    assert [c.dataset for c in upl.zeroshot_configs(ens)] == ["toy-shapes", "toy-fine"]
+    assert [c.dataset for c in unsupervised.zeroshot_configs(ens)] == ["toy-shapes", "toy-fine"]
     with pytest.raises(ValueError, match="n_prompts"):
-        upl.sec5_unsupervised("toy-vit", ["toy-shapes"], n_prompts=0)
+        unsupervised.sec5_unsupervised("toy-vit", ["toy-shapes"], n_prompts=0)
 
 
 # -- training, store and ensemble on a tiny random CLIP ----------------------------------------------
@@ -131,10 +133,8 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture
-def ds(monkeypatch, fresh_store):
-    data = synthetic_dataset(n_classes=4, train_per_class=10, test_per_class=3)
-    monkeypatch.setattr(engine, "_load_dataset", lambda name: data)
-    return data
+def ds(use_dataset, fresh_store):
+    return use_dataset(synthetic_dataset(n_classes=4, train_per_class=10, test_per_class=3))
 
 
 def small(tiny, method, seed=1, **kw):
@@ -152,7 +152,7 @@ def test_members_train_through_the_store_and_are_not_redone(tiny, ds, monkeypatc
         assert m["method"] == c.method and len(m["train_loss"]) == 2 and 0 <= m["test_acc"] <= 1
         assert sum(m["class_counts"]) == m["n_train"] and sum(m["predicted_counts"]) == len(ds.train)
     assert ms[0]["group_size"] == 2 and ms[2]["group_size"] == 1  # the UPL members trained together
-    monkeypatch.setattr(engine, "fit", lambda *a, **k: pytest.fail("a finished member was retrained"))
+    monkeypatch.setattr(trainers, "fit", lambda *a, **k: pytest.fail("a finished member was retrained"))
     assert upl.train(cs, "exp") == ms
     assert store.collect("exp")["selection"].tolist().count("topk") == 2
 
@@ -164,7 +164,7 @@ def test_pseudo_label_accuracy_is_zero_shot_accuracy_on_the_selected_subset(tiny
     r = runs[0]
     # zero-shot recomputed independently, on the selected images only
     feats = F.cached_features(r.bundle, ds, "train", sel.idx, ["center"], r.device, r.precision)[0]
-    zs = engine.build_module(
+    zs = trainers.build_module(
         RunConfig("toy-synthetic", backbone=tiny, pretrained=None, method="zeroshot"), r.bundle, ds, None
     )
     with torch.no_grad():

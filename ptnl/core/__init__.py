@@ -1,1 +1,1 @@
-"""The bottom layer: where files live (paths), shared argument checks (checks), the run store (store)."""
+"""The bottom layer: where files live (paths), shared argument checks (checks), atomic file writes (files)."""

@@ -1,9 +1,14 @@
 """Datasets, few-shot draws and prompt templates.
 
-- ``load_dataset(name, root=None, source="auto") -> Dataset``: the paper's eight datasets and
-  CoOp's other three (``ptnl.data.datasets``), or a "toy-*" task (``ptnl.toy.load_task``);
-  ``on_disk(name)`` says cheaply whether it would find the files, ``disk_status(name)`` also
+- ``load_dataset(name, root=None, source="auto") -> Dataset``: a dataset registered in memory
+  under ``name``, the paper's eight datasets and CoOp's other three (``ptnl.data.readers``, named
+  in ``ptnl.data.specs``), or a "toy-*" task (``ptnl.toy.tasks.load_task``); ``on_disk(name)``
+  says cheaply whether it would find the files, ``disk_status(name)`` (``ptnl.data.disk``) also
   parses the split files and says what is wrong in one line.
+- ``register_dataset(ds)``, ``unregister_dataset(name)``, ``registered(name)``: hand ptnl a
+  ``Dataset`` that no loader on disk knows (``ptnl.data.registry``); ``get_dataset(name)``
+  (``ptnl.data.readers``) is what a run loads: the registered one, else ``load_dataset(name)``
+  once per process.
 - ``identity(name)``: a short string that changes whenever the data a run reads does
   (``Dataset.fingerprint()`` of what would load; "missing" when nothing is on disk), for run ids.
 - ``check_images(split, refs=None)``: FileNotFoundError naming the missing images, before encoding.
@@ -14,23 +19,11 @@
 """
 
 from ptnl.data.base import Dataset, ImageReadError, Split
-from ptnl.data.datasets import (
-    CORRUPT,
-    DATASETS,
-    MISSING,
-    PAPER_DATASETS,
-    SOURCES,
-    SPECS,
-    DiskStatus,
-    check_images,
-    clean_classname,
-    disk_status,
-    identity,
-    load_dataset,
-    on_disk,
-    resolve_name,
-)
+from ptnl.data.disk import CORRUPT, MISSING, DiskStatus, check_images, disk_status, identity
+from ptnl.data.readers import get_dataset, load_dataset, on_disk
+from ptnl.data.registry import register_dataset, registered, unregister_dataset
 from ptnl.data.sampling import SHOTS, fewshot_indices, rng_stream
+from ptnl.data.specs import DATASETS, PAPER_DATASETS, SOURCES, SPECS, clean_classname, resolve_name
 from ptnl.data.templates import SIMPLE_TEMPLATES, TEMPLATES, ensemble_templates
 
 __all__ = [
@@ -52,9 +45,13 @@ __all__ = [
     "disk_status",
     "ensemble_templates",
     "fewshot_indices",
+    "get_dataset",
     "identity",
     "load_dataset",
     "on_disk",
+    "register_dataset",
+    "registered",
     "resolve_name",
     "rng_stream",
+    "unregister_dataset",
 ]

@@ -1,9 +1,9 @@
-"""The two types every dataset, real or toy, is read into.
+"""The two types every dataset, real or toy, is read into, and the image loader of real ones.
 
 A ``Split`` is N images with integer labels. Images are addressed by a ``ref`` (a path relative
 to the dataset's image folder for real data, a stable id for the toy world) and materialised on
 demand by the split's ``image_loader``, so a 1.28M-image ImageNet split costs a list of strings,
-and the feature cache can key on refs.
+and the feature cache can key on refs. A real split's loader is an ``ImageFiles``: ``root/ref``.
 
 ``Dataset.fingerprint()`` hashes what a run's numbers depend on (see its docstring); run ids
 include it through ``ptnl.data.identity``.
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +25,39 @@ from PIL import Image
 class ImageReadError(OSError, ValueError):
     """An image file that cannot be decoded. An OSError, as PIL's own errors are, and a ValueError,
     so that the CLI's ``except (ValueError, FileNotFoundError)`` reports it in one line."""
+
+
+# PIL's ways of saying "this file is not a readable image" (truncated, not an image, bad header).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image loader of a real split: ``root/ref``, decoded in full, errors naming the file.
+
+    A plain dataclass so it pickles (DataLoader workers under spawn), and so ``check_images`` can
+    find the files behind a split.
+    """
+
+    root: str
+    dataset: str
+    split: str
+
+    def path(self, ref: str) -> str:
+        return os.path.join(self.root, ref)
+
+    def __call__(self, ref: str) -> Image.Image:
+        path = self.path(ref)
+        try:
+            with open(path, "rb") as f:
+                img = Image.open(f)
+                img.load()  # PIL decodes lazily: a truncated file only fails here
+        except _DECODE_ERRORS as e:
+            raise ImageReadError(
+                f"{self.dataset} {self.split}: cannot read image {path}: {e}. Re-download it or remove it "
+                "from the split"
+            ) from e
+        return img
 
 
 @dataclass(frozen=True, eq=False)

@@ -57,10 +57,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ptnl.core.checks import is_number
 from ptnl.data.sampling import NOISE_STREAM, check_labels, check_seed, class_members, rng_stream
-from ptnl.train.config import CONFUSION_FROM
 
-KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
+KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")  # RunConfig.noise_kind
+# Confusion noise's wrong class: "matrix", one per true class from zero-shot's confusion matrix
+# (the paper's Sec. 4.6); "sample", each image's own top wrong class (see the module docstring).
+CONFUSION_FROM = ("matrix", "sample")
 EXACT_KINDS = ("symmetric", "pair", "confusion")  # exactly round(r * n_c) noisy per class
 PAPER_NOISE_RATES = (0.0, 0.125, 0.25, 0.5)
 
@@ -112,7 +115,7 @@ def add_noise(
     seed = check_seed(seed)
     if kind not in KINDS:
         raise ValueError(f"unknown noise kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    if isinstance(noise_rate, bool) or not isinstance(noise_rate, (int, float, np.floating)):
+    if not is_number(noise_rate):
         raise ValueError(f"noise_rate must be a number in [0, 1), got {noise_rate!r}")
     noise_rate = float(noise_rate)
     if not 0.0 <= noise_rate < 1.0:

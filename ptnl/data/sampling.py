@@ -1,4 +1,4 @@
-"""Seeded random streams and the K-shot draw.
+"""Seeded random streams, the K-shot draw, and the fixed splits we make for datasets without one.
 
 One user seed (the paper's 1..4) drives several draws: the few-shot set, the label noise, the
 splits we make for datasets that ship without one. Each draw gets its own stream, derived from
@@ -19,15 +19,19 @@ import warnings
 
 import numpy as np
 
+from ptnl.core.checks import is_int
+
 # Stream ids: the first entry of every spawn_key. Never renumber (it would change every draw).
 FEWSHOT_STREAM = 1
 NOISE_STREAM = 2
 SPLIT_STREAM = 3
 SHOTS = 16  # the paper's K
+SPLIT_SEED = 0  # our own 50/20/30 splits are fixed: never the user's seed, like CoOp's JSONs
+P_TRAIN, P_VAL = 0.5, 0.2
 
 
 def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     return int(seed)
 
@@ -84,7 +88,7 @@ def fewshot_indices(
     short classes with their counts.
     """
     labels, n_classes = check_labels(labels, n_classes)
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+    if not is_int(shots) or shots < 1:
         raise ValueError(f"shots must be an integer >= 1, got {shots!r}")
     seed = check_seed(seed)
     chosen, short = [], {}
@@ -103,3 +107,20 @@ def fewshot_indices(
             raise ValueError(f"{msg}. {_short_hint(min(short.values()))}")
         warnings.warn(f"{msg}; taking all of their images (allow_fewer=True).", stacklevel=2)
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def split_per_class(refs: list[str], labels: list[int], n_classes: int):
+    """A fixed per-class 50/20/30 split (CoOp's proportions for datasets without one), seed 0."""
+    order = sorted(range(len(refs)), key=lambda i: refs[i])  # file order must not matter
+    refs = [refs[i] for i in order]
+    labels = np.asarray(labels, dtype=np.int64)[order]
+    parts = {"train": [], "val": [], "test": []}
+    for c in range(n_classes):
+        members = np.flatnonzero(labels == c)
+        members = members[rng_stream(SPLIT_SEED, SPLIT_STREAM, c).permutation(len(members))]
+        n_train = int(np.floor(len(members) * P_TRAIN + 0.5))
+        n_val = int(np.floor(len(members) * P_VAL + 0.5))
+        parts["train"] += members[:n_train].tolist()
+        parts["val"] += members[n_train : n_train + n_val].tolist()
+        parts["test"] += members[n_train + n_val :].tolist()
+    return {k: ([refs[i] for i in sorted(v)], labels[sorted(v)]) for k, v in parts.items()}

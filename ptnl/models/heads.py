@@ -2,7 +2,7 @@
 
 Feature-based modules follow the method-module protocol of ``ptnl.models.prompts``
 (``class_embeddings()``, ``forward(image_features, class_embeddings=None)``,
-``trainable_parameters()``); visual fine-tuning takes images: ``forward(images) -> logits``.
+``trainable_parameters()``).
 
 - **Zero-shot CLIP** (``ZeroShotCLIP``): the hand-crafted prompts' text embeddings, fixed.
 - **Classifier-R / Classifier-C** (``LinearHead(init="random" | "clip")``, Section 4.3,
@@ -24,17 +24,12 @@ Feature-based modules follow the method-module protocol of ``ptnl.models.prompts
   (its labels are as noisy as the rest: no clean data is assumed). Features are L2-normalised
   first so that one C grid fits every backbone. Deterministic for a seed. (A linear probe trained
   with GCE, Figure 2, is ``LinearHead(init="random")`` trained with that loss.)
-- **Visual fine-tuning** (``VisualFT``, Figure 1): a whole image encoder plus a linear head,
-  trained end to end: torchvision's ImageNet ResNet-50 for real backbones, a copy of the toy
-  CLIP's visual tower for toy backbones. Its input normalisation is ``module.mean/std``
-  (ImageNet's for the ResNet-50), which can differ from the CLIP bundle's.
+- **Visual fine-tuning** (Figure 1) takes images rather than features: ``ptnl.models.visual``.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import urllib.error
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,31 +39,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptnl.models.clip import (
-    CLIPBundle,
-    TextEncoder,
-    check_prompt_lengths,
-    encode_text,
-    file_sha256,
-    load_weights,
-    looks_like_path,
-    resolve_checkpoint,
-)
+from ptnl.models.clip import CLIPBundle
+from ptnl.models.text import TextEncoder, check_prompt_lengths, encode_text
 
 C_GRID = tuple(float(c) for c in 10.0 ** np.arange(-6, 7))  # CLIP's sweep range, one value per decade
 HOLDOUT = 0.25  # fraction of each class's few-shot samples used to choose C
 MAX_ITER = 1000  # CLIP's linear-probe setting
-HEAD_INIT_STD = 0.01  # visual fine-tuning head init
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# The classic torchvision ResNet-50 (76.1% top-1), the "ImageNet ResNet-50" of the paper's era;
-# IMAGENET1K_V2 (a 2021 training recipe) can be asked for by name.
-RESNET50_DEFAULT_WEIGHTS = "IMAGENET1K_V1"
-_SEED = 0  # generator=None draws from this seed (never the global RNG)
+DEFAULT_SEED = 0  # generator=None draws from this seed (never the global RNG)
 
 
-def _generator(generator: torch.Generator | None) -> torch.Generator:
-    return generator if generator is not None else torch.Generator().manual_seed(_SEED)
+def default_generator(generator: torch.Generator | None) -> torch.Generator:
+    """``generator``, or a fresh one seeded with ``DEFAULT_SEED``: a head's init never reads the global RNG."""
+    return generator if generator is not None else torch.Generator().manual_seed(DEFAULT_SEED)
 
 
 def _frozen_scale(bundle: CLIPBundle) -> torch.Tensor:
@@ -131,7 +113,9 @@ class LinearHead(nn.Module):
         if init == "clip":
             w = encode_text(bundle, prompts)
         elif init == "random":
-            w = torch.randn(len(prompts), bundle.embed_dim, generator=_generator(generator)).to(bundle.device)
+            w = torch.randn(len(prompts), bundle.embed_dim, generator=default_generator(generator)).to(
+                bundle.device
+            )
         else:
             raise ValueError(f"init={init!r} must be 'random' (Classifier-R) or 'clip' (Classifier-C)")
         self.init = init
@@ -346,109 +330,3 @@ def linear_probe(
         best = grid[0]
     w, b = _dense(_fit(x, y, best, max_iter), n_classes, x.shape[1])
     return LinearProbe(weight=w, bias=b, C=best, normalize=normalize, val_accuracy=acc, val_loss=loss)
-
-
-# ----------------------------------------------------------------------------- visual fine-tuning
-
-
-def load_imagenet_resnet50(
-    weights: str | os.PathLike | None = "default", device="cpu"
-) -> tuple[nn.Module, str]:
-    """torchvision's ResNet-50 without its fc layer (2048-d features) and an id of its weights.
-
-    ``weights``: "default" (= IMAGENET1K_V1) or another ``ResNet50_Weights`` name, downloaded to
-    torch's hub cache as torchvision does; a local state-dict file (also looked up by name in
-    ``weights_dir()``); or None (random, seeded).
-    """
-    from torchvision.models import ResNet50_Weights, resnet50
-
-    # Find the weights first (cheap failures before the 25M-parameter build), then build and load.
-    weights = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
-    state, path = None, None
-    if weights is None:
-        weights_id = "random"
-    elif looks_like_path(weights):
-        path = resolve_checkpoint(weights)
-        weights_id = f"file:{file_sha256(path)[:16]}"
-    else:
-        name = RESNET50_DEFAULT_WEIGHTS if weights == "default" else weights
-        try:
-            enum = ResNet50_Weights[name]
-        except KeyError:
-            raise ValueError(
-                f"weights={weights!r} is not a ResNet50_Weights name ({[w.name for w in ResNet50_Weights]}), "
-                "'default', a path to a state-dict file, or None"
-            ) from None
-        folder = os.path.join(torch.hub.get_dir(), "checkpoints")
-        try:
-            state = torch.hub.load_state_dict_from_url(enum.url, progress=False, check_hash=True)
-        except (urllib.error.URLError, OSError, RuntimeError) as e:
-            raise RuntimeError(
-                f"cannot load the torchvision ResNet-50 weights {name}: {os.path.basename(enum.url)} is not in "
-                f"the cache folder {folder} and the download failed ({type(e).__name__}: {e}). Offline? Put "
-                f"the file there, or pass a local file: weights='/path/to/resnet50.pth' (a state dict)."
-            ) from e
-        weights_id = f"torchvision:{name}"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_SEED)
-        model = resnet50(weights=None)
-    if path is not None:
-        load_weights(model, path, "torchvision resnet50")
-    elif state is not None:
-        model.load_state_dict(state)
-    model.fc = nn.Identity()
-    return model.to(device), weights_id
-
-
-class VisualFT(nn.Module):
-    """Visual fine-tuning: an image encoder + a linear head, both trained: ``forward(images) -> logits``.
-
-    ``backbone``: "imagenet-rn50" (the paper's baseline: torchvision's ImageNet ResNet-50,
-    ``weights`` as in ``load_imagenet_resnet50``), "clip" (a copy of the bundle's visual tower),
-    or "auto": "clip" for toy backbones and random-weight bundles (tests: no download, no 25M
-    parameter ResNet), "imagenet-rn50" otherwise. The head is N(0, 0.01) from ``generator``, bias 0.
-    ``image_size``, ``mean``, ``std`` say how the encoder expects its images (ImageNet's
-    normalisation for the ResNet-50, not CLIP's); ``weights_id`` names its starting weights.
-    """
-
-    def __init__(
-        self,
-        bundle: CLIPBundle,
-        n_classes: int,
-        generator: torch.Generator | None = None,
-        backbone: str = "auto",
-        weights: str | os.PathLike | None = "default",
-    ):
-        super().__init__()
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        if backbone == "auto":
-            toy = bundle.name.startswith("toy-") or bundle.weights_id.startswith("toy:")
-            backbone = "clip" if toy or bundle.weights_id == "random" else "imagenet-rn50"
-        if backbone == "clip":
-            self.backbone = copy.deepcopy(bundle.model.visual).train()
-            dim, self.image_size, self.mean, self.std = (
-                bundle.embed_dim,
-                bundle.image_size,
-                bundle.mean,
-                bundle.std,
-            )
-            self.weights_id = f"{bundle.name}:{bundle.weights_id}"
-        elif backbone == "imagenet-rn50":
-            self.backbone, self.weights_id = load_imagenet_resnet50(weights, bundle.device)
-            dim, self.image_size, self.mean, self.std = 2048, 224, IMAGENET_MEAN, IMAGENET_STD
-        else:
-            raise ValueError(f"backbone={backbone!r} must be 'auto', 'clip' or 'imagenet-rn50'")
-        self.kind = backbone
-        self.backbone.requires_grad_(True)
-        w = torch.randn(n_classes, dim, generator=_generator(generator)) * HEAD_INIT_STD
-        self.head = nn.Linear(dim, n_classes).to(bundle.device)
-        with torch.no_grad():
-            self.head.weight.copy_(w)
-            self.head.bias.zero_()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images).float())
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]

@@ -22,11 +22,12 @@ Defaults (reference-implementations.md §2b; the PTNL code wires in only GCE):
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ptnl.core.checks import is_number
 
 GCE_Q = 0.5
 SCE_ALPHA, SCE_BETA = 6.0, 0.1
@@ -115,7 +116,7 @@ def nce_rce(logits, labels, reduction="mean", alpha=NCE_RCE_ALPHA, beta=NCE_RCE_
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    return is_number(v) and math.isfinite(v)
 
 
 def _check_q(q):

@@ -50,7 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptnl.models.clip import CLIPBundle, TextEncoder, autocast
+from ptnl.core.checks import is_int
+from ptnl.models.clip import CLIPBundle, autocast
+from ptnl.models.text import TextEncoder
 
 LEARN = ("ctx", "cls", "full")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
@@ -110,7 +112,7 @@ def prompt_token_ids(
         if len(ctx_ids) < n_ctx:  # only empty words ("a  photo") have no token
             raise ValueError(f"ctx_init={ctx_init!r} has {n_ctx} words but {len(ctx_ids)} tokens")
     else:
-        if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 0:
+        if not is_int(n_ctx) or n_ctx < 0:
             raise ValueError(f"n_ctx must be an integer >= 0, got {n_ctx!r}")
         prefix = " ".join([PLACEHOLDER] * n_ctx)
         ctx_ids = tokenizer.encode(PLACEHOLDER) * n_ctx

@@ -1,10 +1,10 @@
 """The paper's figures, drawn from result summaries with the paper's numbers beside ours.
 
-Every function takes summaries (``ptnl.report.claims.summarize``: one row per setting with ``mean``,
+Every function takes summaries (``ptnl.report.tables.summarize``: one row per setting with ``mean``,
 ``std``, ``n``) and returns a matplotlib Figure; it computes nothing and writes nothing. The
 notebooks save what they get with ``ptnl.report.plots.save_figure`` (byte-stable PNG + PDF).
 
-Paper numbers (``claims.paper_summary``) are drawn dashed (``plots.PAPER_STYLE``) in the panel of
+Paper numbers (``tables.paper_summary``) are drawn dashed (``plots.PAPER_STYLE``) in the panel of
 the same dataset when our run has it; otherwise (the toy world) in extra panels titled
 "paper: <dataset>", so the shape of the paper's curves is always on the same figure as ours.
 """
@@ -18,25 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ptnl.report import plots
+from ptnl.train import methods
 
-LABELS = {
-    "prompt": "prompt tuning",
-    "prompt_gce": "prompt tuning (GCE)",
-    "prompt_sce": "prompt tuning (SCE)",
-    "prompt_nce_rce": "prompt tuning (NCE+RCE)",
-    "linear_probe": "linear probe",
-    "linear_probe_gce": "linear probe (GCE)",
-    "classifier_r": "Classifier-R",
-    "classifier_r_gce": "Classifier-R (GCE)",
-    "classifier_r_free": "Classifier-R (free-norm rows)",
-    "classifier_c": "Classifier-C",
-    "tenc_ft": "TEnc-FT",
-    "cls_tuning": "CLS-Tuning",
-    "full_prompt": "Full-Prompt-Tuning",
-    "visual_ft": "visual fine-tuning",
-    "zeroshot": "zero-shot",
-    "random_prompt": "random prompt",
-}
 _FALLBACK = (
     "#0173b2",
     "#de8f05",
@@ -52,17 +35,18 @@ _FALLBACK = (
 
 
 def label(variant: str) -> str:
-    return LABELS.get(variant, variant)
+    """How a figure names a variant (the method registry's label; the name itself if it has none)."""
+    return methods.label(variant)
 
 
 def colors_for(variants: Sequence[str], overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A colour per variant: the house colours of ``plots.METHOD_COLORS``, then a fixed palette."""
+    """A colour per variant: the method registry's house colours, then a fixed palette."""
     out, spare = {}, [c for c in _FALLBACK]
     for v in variants:
         if overrides and v in overrides:
             out[v] = overrides[v]
-        elif v in plots.METHOD_COLORS:
-            out[v] = plots.METHOD_COLORS[v]
+        elif v in methods.VARIANT_COLORS:
+            out[v] = methods.VARIANT_COLORS[v]
     used = set(out.values())
     spare = [c for c in spare if c not in used] or list(_FALLBACK)
     for i, v in enumerate(v for v in variants if v not in out):

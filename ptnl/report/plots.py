@@ -1,6 +1,6 @@
 """Figure helpers: one house style, and files that are byte-stable across reruns.
 
-Figures read results (``ptnl.core.store.collect``) and reference numbers (``ptnl.report.reference``); they never
+Figures read results (``ptnl.train.store.collect``) and reference numbers (``ptnl.report.reference``); they never
 compute. ``save_figure`` strips the timestamps and software versions matplotlib embeds by default,
 so rebuilding a figure from the same results writes the same bytes (a diff means the numbers moved).
 """
@@ -12,24 +12,9 @@ from pathlib import Path
 
 from ptnl.core import paths
 
-# Colours per method, stable across every figure (seaborn "colorblind" order).
-METHOD_COLORS = {
-    "prompt": "#0173b2",
-    "prompt_gce": "#56b4e9",
-    "linear_probe": "#de8f05",
-    "linear_probe_gce": "#ece133",
-    "visual_ft": "#d55e00",
-    "classifier_r": "#cc78bc",
-    "classifier_r_free": "#8c4f80",
-    "classifier_c": "#ca9161",
-    "tenc_ft": "#949494",
-    "cls_tuning": "#029e73",
-    "full_prompt": "#fbafe4",
-    "zeroshot": "#000000",
-    "random_prompt": "#7f7f7f",
-}
 PAPER_STYLE = dict(linestyle="--", marker="x", alpha=0.6)  # the paper's numbers, drawn beside ours
 OURS_STYLE = dict(linestyle="-", marker="o")
+# Method colours are the method registry's (``ptnl.train.methods.VARIANT_COLORS``).
 
 
 def use_style():

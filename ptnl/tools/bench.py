@@ -1,4 +1,4 @@
-"""Speed benchmarks: ``python -m ptnl.tools.bench`` (``make bench``).
+"""Speed benchmarks: ``python -m ptnl bench`` (``make bench``).
 
 Every number is a ratio measured in the same invocation, on the same machine, against a plain
 CoOp step written out below (``CoOpReference``): the image tower on the augmented batch every
@@ -40,11 +40,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
 from PIL import Image
 
+from ptnl.core import paths
 from ptnl.data.base import Dataset, Split
-from ptnl.train.features import derive_seed
+from ptnl.models.clip import load_clip
+from ptnl.train import engine
+from ptnl.train import features as F
+from ptnl.train.config import RunConfig, lr_at_epoch
+from ptnl.train.loop import fit
+from ptnl.train.trainers import build_module
 
 N_CLASSES = 37  # OxfordPets
 RUNS_PER_GROUP = 16
@@ -67,8 +74,6 @@ def register_tiny_clip(
 ) -> str:
     """Register an open_clip model config ``name`` (written to ``folder``) and return the name,
     so that ``ptnl.models.clip.load_clip(name, pretrained=None)`` builds it."""
-    import open_clip
-
     folder = Path(folder or tempfile.mkdtemp(prefix="ptnl-tiny-clip-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
@@ -92,7 +97,7 @@ def synthetic_dataset(
 
     def load(ref: str) -> Image.Image:
         label = int(ref.rsplit("/", 1)[1]) % n_classes
-        rng = np.random.default_rng(derive_seed(name, ref))
+        rng = np.random.default_rng(F.derive_seed(name, ref))
         base = np.array([(37 * label) % 256, (91 * label) % 256, (173 * label) % 256], dtype=np.float64)
         img = base + rng.normal(0, 40, size=(size[1], size[0], 3))
         return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
@@ -151,10 +156,6 @@ class CoOpReference(torch.nn.Module):
 
 def reference_fit(run, ref: CoOpReference, on_step=None) -> list[float]:
     """The reference training loop: same order, crops and learning rates as ptnl's ``exact``."""
-    from ptnl.train import engine
-    from ptnl.train import features as F
-    from ptnl.train.config import lr_at_epoch
-
     cfg = run.cfg
     opt = torch.optim.SGD([ref.ctx], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     order = F.generator("order", cfg.seed)
@@ -163,7 +164,7 @@ def reference_fit(run, ref: CoOpReference, on_step=None) -> list[float]:
     for epoch in range(1, cfg.epochs + 1):
         for g in opt.param_groups:
             g["lr"] = lr_at_epoch(cfg, epoch)
-        for batch in engine.epoch_batches(run.n_train, cfg.batch_size, order):
+        for batch in F.epoch_batches(run.n_train, cfg.batch_size, order):
             if on_step:
                 on_step()
             pixels = F.exact_batch(
@@ -184,10 +185,6 @@ def reference_fit(run, ref: CoOpReference, on_step=None) -> list[float]:
 
 
 def _setup(backbone: str, device: str, n_classes: int):
-    import open_clip
-
-    from ptnl.models.clip import load_clip
-
     # a worker process registers the tiny config itself; in-process callers may have their own
     if backbone.startswith("ptnl-tiny") and open_clip.get_model_config(backbone) is None:
         register_tiny_clip(backbone)
@@ -197,8 +194,6 @@ def _setup(backbone: str, device: str, n_classes: int):
 
 
 def _config(backbone, mode, steps, seed=1):
-    from ptnl.train.config import RunConfig
-
     feature_mode = {"reference": "exact", "group16": "views"}.get(mode, mode)
     # one step per epoch (37 images, batch 32): steps + 1 epochs, the first one untimed warm-up
     return RunConfig(
@@ -216,9 +211,6 @@ def _config(backbone, mode, steps, seed=1):
 
 def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes: int = N_CLASSES) -> dict:
     """Time ``steps`` training steps of ``mode`` (after one warm-up step)."""
-    from ptnl.train import engine
-    from ptnl.train import features as F
-
     cuda = device.startswith("cuda")
     if cuda:  # peak memory of this row alone, also when rows share a process
         torch.cuda.reset_peak_memory_stats()
@@ -235,9 +227,7 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
     runs = [
         engine.prepare(_config(backbone, mode, steps, s), device, dataset=ds, bundle=bundle) for s in seeds
     ]
-    modules = [
-        engine.build_module(r.cfg, bundle, ds, F.generator("init", r.cfg.seed)).to(r.device) for r in runs
-    ]
+    modules = [build_module(r.cfg, bundle, ds, F.generator("init", r.cfg.seed)).to(r.device) for r in runs]
     if mode == "reference":
         # CoOp's CLIP keeps open_clip's default NCHW layout (ptnl's load_clip turns conv towers NHWC)
         bundle.model.visual.to(memory_format=torch.contiguous_format)
@@ -246,7 +236,7 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
         out["ctx"] = ref.ctx.detach().cpu().flatten().tolist()
     else:
         t0 = time.perf_counter()
-        sources = [engine.feature_source(r) for r in runs]
+        sources = [F.feature_source(r) for r in runs]
         out["cache_s"] = time.perf_counter() - t0
         first = sources[0]
 
@@ -254,7 +244,7 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
             tick()
             return first(epoch, batch)
 
-        hists = engine.fit(runs, modules, [timed, *sources[1:]])
+        hists = fit(runs, modules, [timed, *sources[1:]])
         tick()
         out["losses"] = hists[0]["train_loss"]
         out["ctx"] = modules[0].prompt_learner.ctx.detach().cpu().flatten().tolist()
@@ -270,7 +260,7 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
 
 
 def _worker(args: list[str], env: dict) -> dict:
-    cmd = [sys.executable, "-m", "ptnl.tools.bench", "--worker", *args]
+    cmd = [sys.executable, "-m", "ptnl", "bench", "--worker", *args]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"benchmark worker {args} failed:\n{res.stderr[-3000:]}")
@@ -301,8 +291,6 @@ def run_benchmarks(
     """Measure every (backbone, mode) row and write the JSON. ``in_process=True`` measures in this
     process instead of one subprocess per row: no interpreter and CUDA start-up per row (what a
     timed GPU check wants), but ``peak_rss_mb`` is then this process's peak so far."""
-    from ptnl.core import paths
-
     out_path = out_path or paths.build_dir() / "bench.json"
     cache = Path(tempfile.mkdtemp(prefix="ptnl-bench-cache-"))
     env = {**os.environ, "PTNL_CACHE": str(cache), "TQDM_DISABLE": "1"}
@@ -399,8 +387,9 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ptnl.tools.bench", description="ptnl speed benchmarks")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``python -m ptnl bench``."""
+    ap.description = "ptnl speed benchmarks"
     ap.add_argument("--backbones", default="RN50,ViT-B-32", help="comma-separated (random weights)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per row (after one warm-up step)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -410,7 +399,10 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--worker", nargs=4, metavar=("BACKBONE", "MODE", "STEPS", "DEVICE"), help=argparse.SUPPRESS
     )
-    ns = ap.parse_args(argv)
+
+
+def command(ns: argparse.Namespace) -> int:
+    """Measure and print the table; ``--worker`` measures one row and prints it as JSON."""
     if ns.worker:
         bb, mode, steps, device = ns.worker
         print(json.dumps(measure(bb, mode, int(steps), device)))
@@ -419,11 +411,7 @@ def main(argv=None) -> int:
     modes = tuple(m.strip() for m in ns.modes.split(","))
     unknown = set(modes) - set(MODES)
     if unknown:
-        ap.error(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+        ns.usage_error(f"unknown modes {sorted(unknown)}; choose from {MODES}")
     res = run_benchmarks(backbones, ns.steps, ns.device, modes, Path(ns.out) if ns.out else None)
     print(markdown(res))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

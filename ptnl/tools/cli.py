@@ -1,4 +1,5 @@
-"""Command line: the same runs and sweeps as the notebooks, for scripting on clusters.
+"""Command line: the same runs and sweeps as the notebooks, for scripting on clusters, and every
+tool of the package.
 
     python -m ptnl run   --experiment demo --dataset toy-shapes --backbone toy-vit --noise-rate 0.5
     python -m ptnl sweep --experiment sec42 --grid grids/sec42.yaml --shard 0/4
@@ -20,6 +21,12 @@ one machine or several sharing results/, split its runs between them without tra
 
 ``--set key=v1,v2`` adds (or replaces) an axis and ``--base key=v`` a fixed field; values are
 read as YAML scalars (``0.5``, ``true``, ``null``), dotted keys reach into dicts (``loss_params.q=0.7``).
+
+The other subcommands: ``plan`` (what a parameter set's notebooks will run), ``notebooks run|refs``
+(``ptnl.tools.notebooks``), ``bench`` (``ptnl.tools.bench``), ``gpu-check``
+(``ptnl.tools.gpucheck``), ``fidelity`` (``ptnl.tools.fidelity``) and ``toy pretrain|sanity``
+(``ptnl.toy.pretrain``, ``ptnl.toy.sanity``). Each of those modules declares its own flags
+(``add_arguments(parser)``) and runs them (``command(args)``, the exit status).
 """
 
 from __future__ import annotations
@@ -30,20 +37,39 @@ import json
 import sys
 import time
 
+import pandas as pd
 import yaml
 
+from ptnl.data.noise import CONFUSION_FROM
+from ptnl.data.noise import KINDS as NOISE_KINDS
+from ptnl.report import stats, tables
+from ptnl.tools import bench, fidelity, gpucheck, notebooks
+from ptnl.tools.plan import plan
+from ptnl.toy import pretrain, sanity
+from ptnl.train import engine
 from ptnl.train.config import (
     CLASS_TOKEN_POSITIONS,
-    CONFUSION_FROM,
     FEATURE_MODES,
     LOSSES,
-    METHODS,
-    NOISE_KINDS,
     PRECISIONS,
     REAL_DATASETS,
     RunConfig,
 )
-from ptnl.train.sweep import grid, parse_shard, quiet, sweep, unflatten
+from ptnl.train.methods import RUN_METHODS
+from ptnl.train.store import collect, is_done
+from ptnl.train.sweep import grid, parse_shard, quiet, sweep, take_shard, unflatten
+
+# The tool subcommands (name, module, help); each module has add_arguments(parser) and command(args).
+TOOLS = (
+    ("notebooks", notebooks, "execute the notebooks (run) or rebuild their nbval references (refs)"),
+    ("bench", bench, "speed benchmarks against a plain CoOp step (build/bench.json)"),
+    ("gpu-check", gpucheck, "GPU readiness with random RN50/ViT-B/32 weights (build/gpucheck.json)"),
+    ("fidelity", fidelity, "how much a CLIP looks like OpenAI's where prompt tuning under noise cares"),
+)
+TOY_TOOLS = (
+    ("pretrain", pretrain, "pretrain a toy CLIP on the toy world and write its checkpoint"),
+    ("sanity", sanity, "zero-shot and linear-probe accuracy of the toy CLIPs"),
+)
 
 
 def _scalar(text: str):
@@ -64,7 +90,7 @@ FIELD_HELP = {
     "loss_params": "JSON, e.g. '{\"q\": 0.7}'",
     "ctx_init": "a hand-crafted context to start from, or null for a random one",
     "n_views": "views mode: augmented views per image; null = one per epoch",
-    "method": "one of " + ", ".join(METHODS),
+    "method": "one of " + ", ".join(RUN_METHODS),
     "loss": "one of " + ", ".join(LOSSES),
     "noise_kind": "one of " + ", ".join(NOISE_KINDS),
     "confusion_from": "confusion noise only: one of " + ", ".join(CONFUSION_FROM),
@@ -135,15 +161,10 @@ def _grid_from_args(ns: argparse.Namespace):
 
 
 def _ratio_report(ns: argparse.Namespace) -> str:
-    """Per-dataset drops and their ratio (``claims.drop_ratio_table``), the mean ratio's seed
+    """Per-dataset drops and their ratio (``tables.drop_ratio_table``), the mean ratio's seed
     interval, and, where the experiment has zero-shot runs of the same backbone, clean
     ``--variant`` minus zero-shot with its seed interval. ``--where`` and ``--seeds`` filter the
     trained runs; zero-shot runs are the fixed baseline."""
-    import pandas as pd
-
-    from ptnl.core.store import collect
-    from ptnl.report import claims
-
     df = collect(ns.experiment)
     if df.empty:
         raise ValueError(f"experiment {ns.experiment!r} has no finished runs")
@@ -158,17 +179,93 @@ def _ratio_report(ns: argparse.Namespace) -> str:
         raise ValueError("no trained runs left after --where/--seeds")
     kw = dict(variant=ns.variant, reference=ns.reference)
     lines = [
-        claims.show_table(claims.drop_ratio_table(claims.summarize(trained), **kw)),
-        claims.show_interval(claims.drop_ratio_interval(trained, **kw)),
+        tables.show_table(tables.drop_ratio_table(tables.summarize(trained), **kw)),
+        stats.show_interval(stats.drop_ratio_interval(trained, **kw)),
     ]
     zs = zs[zs["backbone"].isin(trained["backbone"].unique())]
     if not zs.empty:
-        gap = claims.gap_interval(pd.concat([trained, zs], ignore_index=True), variant=ns.variant)
-        lines.append(f"clean {ns.variant} - zero-shot: " + claims.show_interval(gap))
+        gap = stats.gap_interval(pd.concat([trained, zs], ignore_index=True), variant=ns.variant)
+        lines.append(f"clean {ns.variant} - zero-shot: " + stats.show_interval(gap))
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def _run(ns: argparse.Namespace) -> None:
+    cfg = _config_from_args(ns)
+    start = time.time()
+    try:
+        metrics = engine.run(cfg, ns.experiment, device=ns.device, progress=not quiet())
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted after {time.time() - start:.0f}s: {int(is_done(cfg, ns.experiment))}/1 "
+            "runs done; run the same command again to resume"
+        )
+        raise
+    print(json.dumps({"run_id": cfg.run_id, **metrics}, indent=2, default=str))
+
+
+def _sweep(ns: argparse.Namespace) -> None:
+    configs, experiment = _grid_from_args(ns)
+    if not experiment:
+        raise ValueError("name the experiment: --experiment NAME or 'experiment:' in the grid file")
+    if not configs:
+        raise ValueError("the grid is empty: give --grid FILE and/or --set key=v1,v2")
+    shard = parse_shard(ns.shard) if ns.shard else None
+    if ns.dry_run:
+        for c in take_shard(configs, shard):
+            print(c.run_id, c.canonical_json())
+        return
+    sweep(configs, experiment, shard=shard, group_size=ns.group, device=ns.device)
+
+
+def _collect(ns: argparse.Namespace) -> None:
+    df = collect(ns.experiment)
+    if ns.csv:
+        df.to_csv(ns.csv, index=False)
+        print(f"wrote {len(df)} runs to {ns.csv}")
+    else:
+        print(df.to_string(max_colwidth=40))
+
+
+def _ratio(ns: argparse.Namespace) -> None:
+    print(_ratio_report(ns))
+
+
+def _store_command(fn):
+    """A run-store subcommand as ``command(args) -> int``: bad input is one ``error:`` line and
+    exit 2, Ctrl-C exit 130 (the resume line is printed; no traceback)."""
+
+    def command(ns: argparse.Namespace) -> int:
+        try:
+            fn(ns)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        return 0
+
+    return command
+
+
+def _plan(ns: argparse.Namespace) -> int:
+    try:
+        overrides = notebooks.parse_overrides(ns.param, ns.parameters_file)
+        notebooks.check_names(overrides, notebooks.declared_anywhere(), "override", "any notebook")
+        plan(ns.set, overrides)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_tool(sub, name: str, module, help: str) -> None:
+    p = sub.add_parser(name, help=help)
+    module.add_arguments(p)
+    # a tool's own usage errors (a bad combination of flags) print this parser's usage, exit 2
+    p.set_defaults(command=module.command, usage_error=p.error)
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ptnl", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -176,6 +273,7 @@ def main(argv=None) -> int:
     p_run.add_argument("--experiment", required=True, help="results/<experiment>/ folder")
     p_run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     _add_config_flags(p_run)
+    p_run.set_defaults(command=_store_command(_run))
 
     p_sw = sub.add_parser("sweep", help="run a grid of configs (resumable, shardable)")
     p_sw.add_argument(
@@ -192,10 +290,12 @@ def main(argv=None) -> int:
     )
     p_sw.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p_sw.add_argument("--dry-run", action="store_true", help="list the runs only")
+    p_sw.set_defaults(command=_store_command(_sweep))
 
     p_co = sub.add_parser("collect", help="print (or save) one table of an experiment's finished runs")
     p_co.add_argument("experiment")
     p_co.add_argument("--csv", default=None, help="write the table to this CSV file")
+    p_co.set_defaults(command=_store_command(_collect))
 
     p_ra = sub.add_parser(
         "ratio", help="the core claim on an experiment's runs: drops, their ratio, seed intervals"
@@ -207,56 +307,30 @@ def main(argv=None) -> int:
     p_ra.add_argument("--seeds", default=None, help="comma-separated seeds to keep, e.g. 1,2,3")
     p_ra.add_argument("--variant", default="prompt", help="the method whose drop is compared")
     p_ra.add_argument("--reference", default="classifier_r", help="the method it is compared with")
+    p_ra.set_defaults(command=_store_command(_ratio))
 
-    ns = ap.parse_args(argv)
-    try:
-        if ns.cmd == "run":
-            from ptnl.train import engine
+    p_pl = sub.add_parser(
+        "plan",
+        help="print what a parameter set's notebooks will run, what is done, what is missing on disk",
+        description="Print what the notebooks of a parameter set will run.",
+    )
+    p_pl.add_argument("--set", default="paper", help="parameter set: params/<set>.yaml (default: paper)")
+    notebooks.add_param_option(p_pl)
+    notebooks.add_file_option(p_pl, "YAML overrides")
+    p_pl.set_defaults(command=_plan)
 
-            cfg = _config_from_args(ns)
-            start = time.time()
-            try:
-                metrics = engine.run(cfg, ns.experiment, device=ns.device, progress=not quiet())
-            except KeyboardInterrupt:
-                from ptnl.core.store import is_done
+    for name, module, help in TOOLS:
+        _add_tool(sub, name, module, help)
+    toy = sub.add_parser("toy", help="the toy CLIPs: pretrain one, or check the shipped ones")
+    toy_sub = toy.add_subparsers(dest="toy_cmd", required=True)
+    for name, module, help in TOY_TOOLS:
+        _add_tool(toy_sub, name, module, help)
+    return ap
 
-                print(
-                    f"\ninterrupted after {time.time() - start:.0f}s: {int(is_done(cfg, ns.experiment))}/1 "
-                    "runs done; run the same command again to resume"
-                )
-                raise
-            print(json.dumps({"run_id": cfg.run_id, **metrics}, indent=2, default=str))
-        elif ns.cmd == "sweep":
-            configs, experiment = _grid_from_args(ns)
-            if not experiment:
-                raise ValueError("name the experiment: --experiment NAME or 'experiment:' in the grid file")
-            if not configs:
-                raise ValueError("the grid is empty: give --grid FILE and/or --set key=v1,v2")
-            shard = parse_shard(ns.shard) if ns.shard else None
-            if ns.dry_run:
-                from ptnl.train.sweep import take_shard
 
-                for c in take_shard(configs, shard):
-                    print(c.run_id, c.canonical_json())
-                return 0
-            sweep(configs, experiment, shard=shard, group_size=ns.group, device=ns.device)
-        elif ns.cmd == "ratio":
-            print(_ratio_report(ns))
-        else:
-            from ptnl.core.store import collect
-
-            df = collect(ns.experiment)
-            if ns.csv:
-                df.to_csv(ns.csv, index=False)
-                print(f"wrote {len(df)} runs to {ns.csv}")
-            else:
-                print(df.to_string(max_colwidth=40))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # the resume line is printed; no traceback
-        return 130
-    return 0
+def main(argv=None) -> int:
+    ns = parser().parse_args(argv)
+    return ns.command(ns)
 
 
 def terminate(signum, frame):

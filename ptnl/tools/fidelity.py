@@ -1,8 +1,8 @@
 """How much a CLIP looks like OpenAI's, in the quantities that govern prompt tuning under noise.
 
-    python -m ptnl.tools.fidelity                                 # toy-rn on the four toy tasks
-    python -m ptnl.tools.fidelity RN50:DTD toy-rn:toy-textures    # a real pair beside a toy one
-    python -m ptnl.tools.fidelity RN50:DTD --no-fits --json rn50-dtd.json
+    python -m ptnl fidelity                                 # toy-rn on the four toy tasks
+    python -m ptnl fidelity RN50:DTD toy-rn:toy-textures    # a real pair beside a toy one
+    python -m ptnl fidelity RN50:DTD --no-fits --json rn50-dtd.json
 
 The toy world is only useful where it behaves like real CLIP, and the toy's remaining failures
 (docs/toy-world-v2.md) point at properties of its CLIPs that could not be compared with RN50's
@@ -42,10 +42,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ptnl.core.files import atomic_write_json
+from ptnl.models.heads import ZeroShotCLIP
+from ptnl.train import engine
 from ptnl.train.config import RunConfig
+from ptnl.train.features import test_features
+from ptnl.train.loop import evaluate
 
 EXPERIMENT = "fidelity"  # the run store's folder for the fit runs
 CTX_INIT_STD = 0.02  # CoOp / PTNL: random context vectors are N(0, 0.02) per entry
@@ -120,9 +126,6 @@ def measure(
 ) -> dict:
     """Every quantity of the module docstring for one (backbone, dataset) pair. ``recipe``:
     RunConfig fields for the fit runs other than the paper's (e.g. ``{"epochs": 200}``)."""
-    from ptnl.models.heads import ZeroShotCLIP
-    from ptnl.train import engine
-
     cfg = RunConfig.from_dict(
         {
             **(recipe or {}),
@@ -134,7 +137,7 @@ def measure(
     )
     r = engine.prepare(cfg.replace(shots=1), device=device)  # test-split measures draw no few-shot set
     bundle, ds = r.bundle, r.dataset
-    img = engine.test_features(r).float().cpu()
+    img = test_features(r).float().cpu()
     zero_shot = ZeroShotCLIP(bundle, ds.prompts())
     txt = zero_shot.class_embeddings().float().cpu()  # unit rows
     width = bundle.model.token_embedding.weight.shape[1]
@@ -150,7 +153,7 @@ def measure(
         "feature_mean_cosine": mean_pairwise_cosine(img),
         "modality_gap": float((F.normalize(img, dim=-1).mean(0) - txt.mean(0)).norm()),
         "class_text_mean_cosine": mean_pairwise_cosine(txt),
-        "zero_shot_acc": engine.evaluate(zero_shot, img, ds.test.labels, r.device, r.precision),
+        "zero_shot_acc": evaluate(zero_shot, img, ds.test.labels, r.device, r.precision),
         "zero_shot_ece": expected_calibration_error(
             zero_shot(img.to(r.device)).float().softmax(1).cpu(), ds.test.labels
         ),
@@ -174,16 +177,15 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 def report(rows: Sequence[dict]) -> str:
     """The pairs side by side, one quantity per line."""
-    import pandas as pd
-
     df = pd.DataFrame(rows)
     df.index = [f"{r['backbone']}:{r['dataset']}" for r in rows]
     body = df.drop(columns=["backbone", "dataset"]).T
     return body.to_string(float_format=lambda v: f"{v:.3g}")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``python -m ptnl fidelity``."""
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     ap.add_argument("pairs", nargs="*", default=list(DEFAULT_PAIRS), help="BACKBONE:DATASET pairs")
     ap.add_argument(
         "--pretrained", default="default", help="passed to load_clip for every pair ('none': random weights)"
@@ -191,7 +193,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-fits", action="store_true", help="skip the two training runs per pair")
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", default=None, help="also write the rows to this file")
-    args = ap.parse_args(argv)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Measure every pair and print them side by side (``--json``: also write the rows)."""
     try:
         pairs = [parse_pair(p) for p in args.pairs]
         pretrained = None if args.pretrained.lower() == "none" else args.pretrained
@@ -201,11 +206,5 @@ def main(argv=None) -> int:
         return 2
     print(report(rows))
     if args.json:
-        from ptnl.core.store import atomic_write_json
-
         atomic_write_json(Path(args.json), rows)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Run the companion notebooks with papermill, with parameter sets and checked overrides.
 
-``python -m ptnl.tools.notebooks run notebooks/02_noise_robustness.ipynb --set toy -p backbone toy-vit``
+``python -m ptnl notebooks run notebooks/02_noise_robustness.ipynb --set toy -p backbone toy-vit``
 
 Parameter sets live in ``params/<set>.yaml``: a ``common`` section applied to every notebook that
 declares those parameters, and one section per notebook (keyed by its file stem, e.g.
@@ -123,7 +123,7 @@ def check_values(values: dict, declared: dict, where: str) -> None:
         if list in allowed and isinstance(value, str):
             hint = (
                 f" papermill's -p passes text: give lists as YAML, `papermill ... -y '{name}: [a, b]'`, or "
-                f"`python -m ptnl.tools.notebooks run ... -p {name} '[a, b]'` (make NN PARAMS=\"-p {name} '[a, b]'\")."
+                f"`python -m ptnl notebooks run ... -p {name} '[a, b]'` (make NN PARAMS=\"-p {name} '[a, b]'\")."
             )
         raise ValueError(f"{where}: parameter {name!r} must be {_type_name(allowed)}, got {value!r}.{hint}")
 
@@ -324,32 +324,30 @@ def add_param_option(parser) -> None:
     )
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(
-        prog="python -m ptnl.tools.notebooks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def add_file_option(parser, help: str) -> None:
+    """``-f FILE`` (repeatable): a YAML file of parameter overrides, read by ``parse_overrides``."""
+    parser.add_argument("-f", "--parameters-file", action="append", default=[], type=Path, help=help)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The subcommands of ``python -m ptnl notebooks``: ``run`` and ``refs``."""
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
+    sub = ap.add_subparsers(dest="notebooks_cmd", required=True)
     r = sub.add_parser("run", help="execute notebooks into build/")
     r.add_argument("notebooks", nargs="+", type=Path)
     r.add_argument("--set", default="toy", help="parameter set: params/<set>.yaml (default: toy)")
     add_param_option(r)
-    r.add_argument(
-        "-f",
-        "--parameters-file",
-        action="append",
-        default=[],
-        type=Path,
-        help="YAML file of overrides (name: value); repeatable",
-    )
+    add_file_option(r, "YAML file of overrides (name: value); repeatable")
     r.add_argument("--output-dir", type=Path, default=None, help="default: build/")
     f = sub.add_parser("refs", help="re-execute notebooks in place with the smoke set and strip them")
     f.add_argument("notebooks", nargs="+", type=Path)
     f.add_argument("--set", default="smoke")
-    args = ap.parse_args(argv)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Execute the notebooks (``run``) or rebuild their nbval references (``refs``)."""
     try:
-        if args.cmd == "refs":
+        if args.notebooks_cmd == "refs":
             refs(args.notebooks, args.set)
             return 0
         overrides = parse_overrides(args.param, args.parameters_file)
@@ -370,7 +368,3 @@ def main(argv=None):
         )
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

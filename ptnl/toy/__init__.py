@@ -5,9 +5,9 @@ It lets every notebook run end to end on a laptop through the same code path as 
 ``checkpoints/toy-vit.safetensors``; ``ptnl.data.load_dataset("toy-shapes")`` returns a `Dataset`.
 
 - ``ptnl.toy.world``    rendering and captions
-- ``ptnl.toy.tasks``    the downstream tasks (`load_task`, `TOY_TASKS`)
-- ``ptnl.toy.pretrain`` ``python -m ptnl.toy.pretrain --backbone toy-vit`` regenerates a checkpoint
-- ``ptnl.toy.sanity``   ``python -m ptnl.toy.sanity`` prints zero-shot and linear-probe accuracy
+- ``ptnl.toy.tasks``    the downstream tasks (`load_task`; their names are `TOY_TASKS` here)
+- ``ptnl.toy.pretrain`` ``python -m ptnl toy pretrain --backbone toy-vit`` regenerates a checkpoint
+- ``ptnl.toy.sanity``   ``python -m ptnl toy sanity`` prints zero-shot and linear-probe accuracy
 """
 
 from __future__ import annotations
@@ -35,11 +35,3 @@ TOY_BACKBONES = {
 
 TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-scatter")  # the toy set's four tasks
 EXTRA_TASKS = ("toy-objects",)  # a 64-class diagnostic task (ptnl.toy.tasks), in no notebook by default
-
-
-def load_task(name: str, camera: bool = True):
-    """A toy downstream task as a `ptnl.data.base.Dataset` (see `ptnl.toy.tasks`; ``camera=False``
-    is a diagnostic view without the downstream camera)."""
-    from ptnl.toy.tasks import load_task as _load
-
-    return _load(name, camera=camera)

@@ -1,7 +1,7 @@
 """Pretrain a tiny CLIP contrastively on the toy world and write the shipped checkpoint.
 
-    python -m ptnl.toy.pretrain --backbone toy-vit
-    python -m ptnl.toy.pretrain --backbone toy-rn
+    python -m ptnl toy pretrain --backbone toy-vit
+    python -m ptnl toy pretrain --backbone toy-rn
 
 Writes ptnl/toy/checkpoints/<backbone>.safetensors (fp16) and <backbone>.json (training config,
 sha256, final loss, wall time, zero-shot accuracy on the toy tasks). Runs on `--threads` CPU
@@ -30,7 +30,15 @@ import torch
 import torch.nn.functional as F
 
 from ptnl.core.paths import cache_dir, toy_checkpoint_dir
-from ptnl.toy import CONFIG_DIR, TOY_BACKBONES, TOY_TASKS
+from ptnl.toy import CONFIG_DIR, TOY_BACKBONES
+from ptnl.toy.calibrate import (
+    TARGET_ZERO_SHOT_ECE,
+    TEMPERATURE_RULE,
+    calibrated_temperature,
+    set_temperature,
+    zero_shot_cosines,
+)
+from ptnl.toy.sanity import load_toy_model, zero_shot_table
 from ptnl.toy.world import (
     IMAGE_SIZE,
     SCATTER_RATE,
@@ -62,24 +70,6 @@ CROP_SCALE = (0.08, 1.0)
 # adopted (addendum 3): the shipped toy-vit config and steps stay. Toy world v2.1 (addendum 8)
 # kept both step counts: toy-rn 32 min, toy-vit 41 min on 2 threads, with the web camera below.
 STEPS = {"toy-rn": 6000, "toy-vit": 4000}
-# The temperature the checkpoints ship with (docs/toy-world-v2.md, addenda 4 and 5). Pretraining
-# learns its own from CLIP's 1/0.07, but 45 CPU minutes end far below CLIP's clamp of 100 (toy-rn
-# 29.6, toy-vit 21.8), and every method with CLIP's cosine logits trains at the frozen temperature.
-# Copying OpenAI's 100 (addendum 4) ignored that a temperature only means something with the
-# features it scales (logits = T * cos): at 100 toy-rn's zero-shot was 3-6x overconfident. So the
-# shipped value is the one at which the toy CLIP's zero-shot predictions are as calibrated as those
-# of OpenAI's matching CLIP at its 100: the median zero-shot ECE LeVine et al. (2023) published
-# (github.com/Pikus16/CLIP_Calibration, dataset_eces.json; the median over prompts per dataset,
-# then over CIFAR-100, CIFAR-10, Food-101 and SUN397): RN50 0.093 / 0.058 / 0.039 / 0.051 -> 0.055,
-# ViT-B/32 0.111 / 0.056 / 0.025 / 0.038 -> 0.047. Their temperature fits say OpenAI's CLIPs are
-# mildly overconfident at 100 (logits / 1.13-1.58), so the toy's temperature is sought on the
-# overconfident side of its NLL-optimal one. Zero-shot accuracy does not depend on it.
-TARGET_ZERO_SHOT_ECE = {"toy-rn": 0.055, "toy-vit": 0.047}
-MAX_TEMPERATURE = 100.0  # CLIP's clamp
-TEMPERATURE_RULE = (
-    "zero-shot ECE (10 bins, mean over the four toy tasks' train pools) matched to OpenAI's CLIP "
-    "(LeVine et al. 2023), T >= NLL-optimal: docs/toy-world-v2.md, addendum 5"
-)
 # Toy world v2.1 (docs/toy-world-v2.md, addenda 7 and 8; both shipped checkpoints): half of the
 # pretraining pictures pass through a random "web camera" (blur, haze, extra sensor noise) whose
 # range covers the downstream camera's (world.CAMERA_*), as the web holds blurred and noisy
@@ -271,77 +261,6 @@ def train(
     )
 
 
-def zero_shot_cosines(
-    model, preprocess, tokenizer, split: str = "train"
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per toy task, (cosines [N, C] of the split's whole pictures with each class's prompt, labels [N])."""
-    from ptnl.toy.sanity import image_features, text_features
-    from ptnl.toy.tasks import load_task
-
-    out = []
-    for task in TOY_TASKS:
-        ds = load_task(task)
-        sp = getattr(ds, split)
-        cos = image_features(model, preprocess, sp) @ text_features(model, tokenizer, ds.prompts()).T
-        out.append((cos.double(), torch.as_tensor(sp.labels)))
-    return out
-
-
-def mean_zero_shot_ece(cosines, temperature: float) -> float:
-    from ptnl.tools.fidelity import expected_calibration_error
-
-    return float(np.mean([expected_calibration_error((temperature * c).softmax(1), y) for c, y in cosines]))
-
-
-def _mean_nll(cosines, temperature: float) -> float:
-    return float(np.mean([F.cross_entropy(temperature * c, y).item() for c, y in cosines]))
-
-
-def calibrated_temperature(cosines, target_ece: float, t_max: float = MAX_TEMPERATURE) -> dict:
-    """Addendum 5's rule: the temperature T >= T_nll at which the mean zero-shot ECE over the tasks
-    equals ``target_ece``, by bisection on [T_nll, t_max], rounded to 0.1 (T_nll if the ECE there is
-    already above the target, t_max if it is still below at t_max). T_nll minimises the mean NLL,
-    which is convex in T (a log-sum-exp of terms linear in T, minus one), so a ternary search finds it."""
-    lo, hi = 0.1, t_max
-    for _ in range(100):
-        a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
-        if _mean_nll(cosines, a) <= _mean_nll(cosines, b):
-            hi = b
-        else:
-            lo = a
-    t_nll = (lo + hi) / 2
-    if mean_zero_shot_ece(cosines, t_nll) >= target_ece:
-        shipped = t_nll
-    elif mean_zero_shot_ece(cosines, t_max) < target_ece:
-        shipped = t_max
-    else:
-        lo, hi = t_nll, t_max  # ECE below the target at lo, at or above it at hi
-        for _ in range(50):
-            mid = (lo + hi) / 2
-            if mean_zero_shot_ece(cosines, mid) < target_ece:
-                lo = mid
-            else:
-                hi = mid
-        shipped = (lo + hi) / 2
-    shipped = min(round(shipped, 1), t_max)
-    return {
-        "shipped": shipped,
-        "nll_optimal": round(t_nll, 2),
-        "target_ece": target_ece,
-        "ece_at_shipped": round(mean_zero_shot_ece(cosines, shipped), 4),
-        "ece_at_nll_optimal": round(mean_zero_shot_ece(cosines, t_nll), 4),
-        "ece_at_100": round(mean_zero_shot_ece(cosines, 100.0), 4),
-    }
-
-
-def set_temperature(model, temperature: float) -> float:
-    """Set the model's exp(logit_scale) to ``temperature``; return the one it had."""
-    with torch.no_grad():
-        before = float(model.logit_scale.exp())
-        model.logit_scale.fill_(math.log(temperature))
-    return before
-
-
 def save_checkpoint(model, path: Path) -> str:
     """fp16 safetensors of the full state dict (integer buffers kept); returns its sha256."""
     from safetensors.torch import save_file
@@ -356,8 +275,9 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``python -m ptnl toy pretrain``."""
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     ap.add_argument("--backbone", required=True, choices=tuple(TOY_BACKBONES))
     for k, v in DEFAULTS.items():
         ap.add_argument("--" + k.replace("_", "-"), type=int if v is None else type(v), default=v)
@@ -379,23 +299,25 @@ def main(argv=None):
         help="do not train: set the temperature of the checkpoint in --out-dir by the shipped rule "
         "(docs/toy-world-v2.md, addendum 5) and update its json",
     )
-    args = ap.parse_args(argv)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Pretrain and write the checkpoint and its json (``--recalibrate``: only set the temperature)."""
     if args.recalibrate:
         recalibrate(args.backbone, args.out_dir)
-        return
+        return 0
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
         _pretrain(args)
     finally:
         torch.set_num_threads(previous)  # a caller in the same process (the tests) keeps its own
+    return 0
 
 
 def recalibrate(backbone: str, out_dir: Path) -> dict:
     """Apply the temperature rule to an existing checkpoint (its other weights stay byte-equal)."""
     from safetensors.torch import load_file, save_file
-
-    from ptnl.toy.sanity import load_toy_model
 
     ckpt, meta = out_dir / f"{backbone}.safetensors", out_dir / f"{backbone}.json"
     record = json.loads(meta.read_text())
@@ -427,8 +349,6 @@ def _pretrain(args):
     # The weights as trained (with the learned temperature) are saved first, so the calibration
     # below sees exactly the fp16 weights that ship; only the temperature then changes.
     as_trained = save_checkpoint(model, ckpt)
-    from ptnl.toy.sanity import load_toy_model
-
     calibration = calibrated_temperature(
         zero_shot_cosines(*load_toy_model(args.backbone, ckpt)), TARGET_ZERO_SHOT_ECE[args.backbone]
     )
@@ -442,7 +362,7 @@ def _pretrain(args):
         "sha256": digest,
         "sha256_as_trained": as_trained,
         "world_sha256": _world_hash(),  # which toy world (ptnl/toy/world.py) the pictures came from
-        "command": f"python -m ptnl.toy.pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}"
+        "command": f"python -m ptnl toy pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}"
         + (f" --web-camera-rate {hp['web_camera_rate']:g}" if hp["web_camera_rate"] > 0 else ""),
         "training": {
             **hp,
@@ -465,15 +385,9 @@ def _pretrain(args):
         "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__, "numpy": np.__version__},
     }
     if not args.no_eval:
-        from ptnl.toy.sanity import zero_shot_table
-
         # Evaluate the weights as shipped (fp16 -> fp32), not the fp32 ones still in memory.
         record["zero_shot_test_acc"] = zero_shot_table(args.backbone, checkpoint=ckpt)
     (args.out_dir / f"{args.backbone}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: record[k] for k in ("backbone", "sha256", "final_loss", "train_time_s")}))
     if "zero_shot_test_acc" in record:
         print(json.dumps(record["zero_shot_test_acc"]))
-
-
-if __name__ == "__main__":
-    main()

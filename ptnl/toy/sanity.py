@@ -1,7 +1,7 @@
 """Sanity checks of the shipped toy CLIPs, using open_clip directly (no other ptnl module).
 
-    python -m ptnl.toy.sanity            # zero-shot and 16-shot linear probe, both backbones
-    python -m ptnl.toy.sanity --backbones toy-rn --checkpoint candidate/toy-rn.safetensors
+    python -m ptnl toy sanity            # zero-shot and 16-shot linear probe, both backbones
+    python -m ptnl toy sanity --backbones toy-rn --checkpoint candidate/toy-rn.safetensors
 
 Zero-shot: each task's own hand-crafted template, cosine similarity of normalised features, as
 CLIP does. Linear probe: sklearn logistic regression on 16 clean shots per class (features
@@ -37,7 +37,7 @@ def load_toy_model(backbone: str, checkpoint: Path | None = None):
     ckpt = Path(checkpoint) if checkpoint is not None else TOY_BACKBONES[backbone].checkpoint
     if not ckpt.exists():
         raise FileNotFoundError(
-            f"{ckpt} is missing; regenerate it with `python -m ptnl.toy.pretrain --backbone {backbone}`"
+            f"{ckpt} is missing; regenerate it with `python -m ptnl toy pretrain --backbone {backbone}`"
         )
     open_clip.add_model_config(CONFIG_DIR)
     model, _, preprocess = open_clip.create_model_and_transforms(backbone, pretrained=None)
@@ -127,19 +127,25 @@ def linear_probe_acc(model, preprocess, task: str, shots: int = 16, seed: int = 
     return float((clf.predict(xte) == ds.test.labels).mean())
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``python -m ptnl toy sanity``."""
+    ap.description = __doc__
     ap.add_argument("--backbones", nargs="+", default=list(TOY_BACKBONES))
     ap.add_argument("--no-probe", action="store_true")
     ap.add_argument(
         "--checkpoint",
         type=Path,
         help="judge this safetensors file instead of the shipped one (a candidate from "
-        "`ptnl.toy.pretrain --out-dir`); needs exactly one --backbones",
+        "`python -m ptnl toy pretrain --out-dir`); needs exactly one --backbones",
     )
-    args = ap.parse_args(argv)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Print one line per (backbone, task), then every row as one JSON object."""
     if args.checkpoint is not None and len(args.backbones) != 1:
-        ap.error(f"--checkpoint {args.checkpoint} needs exactly one backbone, e.g. --backbones toy-rn")
+        args.usage_error(
+            f"--checkpoint {args.checkpoint} needs exactly one backbone, e.g. --backbones toy-rn"
+        )
     rows = {}
     for b in args.backbones:
         model, preprocess, tokenizer = load_toy_model(b, checkpoint=args.checkpoint)
@@ -159,7 +165,4 @@ def main(argv=None):
             rows[f"{b} {t}"] = row
             print(f"{b:8s} {t:13s} " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     print(json.dumps(rows))
-
-
-if __name__ == "__main__":
-    main()
+    return 0

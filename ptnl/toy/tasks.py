@@ -21,7 +21,17 @@ from PIL import Image
 
 from ptnl.data.base import Dataset, Split
 from ptnl.toy import EXTRA_TASKS, TOY_TASKS  # the task names, listed once (ptnl.toy imports no world)
-from ptnl.toy.world import COLOURS, PATTERNS, SHAPES, Attrs, image_rng, plural, render, sample_attrs
+from ptnl.toy.world import (
+    COLOURS,
+    IMAGE_SIZE,
+    PATTERNS,
+    SHAPES,
+    Attrs,
+    image_rng,
+    plural,
+    render,
+    sample_attrs,
+)
 
 N_TRAIN, N_VAL, N_TEST = 64, 16, 40  # images per class; train is the pool few-shot draws from
 SPLITS = {
@@ -101,8 +111,6 @@ def _render_ref(ref: str, camera: bool = True) -> bytes:
 def load_image(ref: str, camera: bool = True) -> Image.Image:
     """Render the toy picture `ref` (cached: a few thousand 12 KB images); ``camera=False``: the
     same objects without the downstream camera (a diagnostic, see `load_task`)."""
-    from ptnl.toy.world import IMAGE_SIZE
-
     return Image.frombytes("RGB", (IMAGE_SIZE, IMAGE_SIZE), _render_ref(ref, camera))
 
 
@@ -123,7 +131,7 @@ def load_task(name: str, camera: bool = True) -> Dataset:
 
     ``camera=False`` renders the same pictures (same objects, same nuisances) without the
     downstream camera, as pretraining pictures are shot: how much of a zero-shot shortfall is the
-    camera shift (``python -m ptnl.toy.sanity``, docs/toy-world-v2.md). A diagnostic only: the
+    camera shift (``python -m ptnl toy sanity``, docs/toy-world-v2.md). A diagnostic only: the
     dataset is named ``"<task> (camera off)"`` so no feature cache mixes it with the real task."""
     task = _task(name)
     return Dataset(

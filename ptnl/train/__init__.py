@@ -1,1 +1,1 @@
-"""One run from its config: the method registry, cached features, the engine, label sources (noisy labels, pseudo-labels), UPL, sweeps."""
+"""One run from its config: the method registry, RunConfig, cached features, the training loop, label sources (noisy labels, pseudo-labels), the engine, the run store, sweeps, UPL."""

@@ -19,32 +19,23 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-METHODS = (
-    "prompt",  # CoOp: learn the shared context, class-name tokens fixed
-    "cls_tuning",  # learn the class-name token embeddings, context fixed (Table 2)
-    "full_prompt",  # learn context and class-name tokens (Table 2)
-    "classifier_r",  # linear head on image features, random init (Table 1)
-    "classifier_r_free",  # Classifier-R with free-norm rows: "learned without constraints", read literally
-    "classifier_c",  # linear head initialised from the hand-crafted prompt's text embeddings
-    "tenc_ft",  # fine-tune the text encoder on the hand-crafted prompts
-    "linear_probe",  # sklearn L-BFGS logistic regression on image features (Figure 1/2)
-    "visual_ft",  # fine-tune the image tower (Figure 1)
-    "zeroshot",  # hand-crafted prompt, no training
-    "random_prompt",  # CoOp prompt with random (untrained) context
-)
-PROMPT_METHODS = ("prompt", "cls_tuning", "full_prompt")  # trained through the frozen text tower
-UNTRAINED_METHODS = ("zeroshot", "random_prompt")
-LOSSES = ("ce", "gce", "mae", "sce", "nce_rce")
-NOISE_KINDS = ("symmetric", "symmetric_flip", "pair", "confusion")
-# Confusion noise's wrong class: "matrix", one per true class from zero-shot's confusion matrix
-# (the paper's Sec. 4.6); "sample", each image's own top wrong class (ptnl.data.noise says more).
-CONFUSION_FROM = ("matrix", "sample")
+from ptnl.core.checks import choice, is_number
+from ptnl.data import identity as data_identity
+from ptnl.data.noise import CONFUSION_FROM
+from ptnl.data.noise import KINDS as NOISE_KINDS
+from ptnl.models import losses
+from ptnl.models.clip import FORWARD_PRECISIONS
+from ptnl.models.weights import weights_identity
+from ptnl.train import methods
+from ptnl.train.methods import RUN_METHODS
+
+LOSSES = tuple(losses.LOSSES)
 FEATURE_MODES = ("exact", "views", "center")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 # "coop-fp16" is CoOp's PREC=fp16 arithmetic (reference §2a, §7.1): every trained parameter and
 # SGD's momentum live in fp16 and each update is rounded to fp16 (forward: fp16 autocast on the
 # GPU, fp32 on the CPU). The others keep fp32 master weights and only change the forward pass.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "coop-fp16")
+PRECISIONS = ("auto", *FORWARD_PRECISIONS, "coop-fp16")
 # CoOp's dataset names; "toy-*" names belong to the toy world (ptnl.toy).
 REAL_DATASETS = (
     "OxfordPets",
@@ -189,28 +180,21 @@ def _coerce(name, value, typ):
     return value
 
 
-def _choice(name, value, allowed):
-    if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown {name} {value!r}{hint}; choose one of {', '.join(allowed)}")
-
-
 def _validate(c: RunConfig) -> None:
-    _choice("method", c.method, METHODS)
-    _choice("loss", c.loss, LOSSES)
-    _choice("noise_kind", c.noise_kind, NOISE_KINDS)
-    _choice("confusion_from", c.confusion_from, CONFUSION_FROM)
+    choice("method", c.method, RUN_METHODS)
+    choice("loss", c.loss, LOSSES)
+    choice("noise_kind", c.noise_kind, NOISE_KINDS)
+    choice("confusion_from", c.confusion_from, CONFUSION_FROM)
     if c.confusion_from != "matrix" and c.noise_kind != "confusion":
         raise ValueError(
             f"confusion_from={c.confusion_from!r} only applies to noise_kind='confusion' "
             f"(got noise_kind={c.noise_kind!r}); leave it at 'matrix'"
         )
-    _choice("feature_mode", c.feature_mode, FEATURE_MODES)
-    _choice("class_token_position", c.class_token_position, CLASS_TOKEN_POSITIONS)
-    _choice("precision", c.precision, PRECISIONS)
+    choice("feature_mode", c.feature_mode, FEATURE_MODES)
+    choice("class_token_position", c.class_token_position, CLASS_TOKEN_POSITIONS)
+    choice("precision", c.precision, PRECISIONS)
     if not c.dataset.startswith("toy-"):
-        _choice("dataset", c.dataset, REAL_DATASETS + ("toy-<task>",))
+        choice("dataset", c.dataset, REAL_DATASETS + ("toy-<task>",))
     if not 0.0 <= c.noise_rate < 1.0 or math.isnan(c.noise_rate):
         raise ValueError(f"noise_rate must be in [0, 1), got {c.noise_rate} (0.5 = half the labels flipped)")
     for name in ("shots", "epochs", "batch_size"):
@@ -220,11 +204,9 @@ def _validate(c: RunConfig) -> None:
         raise ValueError("ctx_init must be words like 'a photo of a', or None for a random context")
     if c.n_ctx < 0:
         raise ValueError(f"n_ctx must be >= 0 (0 = class name only, the paper's Ctx-0), got {c.n_ctx}")
-    if c.method == "prompt" and c.n_ctx == 0:
-        raise ValueError(
-            "method='prompt' with n_ctx=0 has nothing to learn (the prompt is the class name alone): "
-            "run the paper's Ctx-0 as method='random_prompt' with n_ctx=0, an untrained evaluation"
-        )
+    method = methods.get(c.method)
+    if method.check is not None:  # the method's own rules (ptnl.train.methods)
+        method.check(c)
     if c.n_views is not None and c.n_views < 1:
         raise ValueError(f"n_views must be >= 1 or None (one view per epoch), got {c.n_views}")
     if not 0 <= c.warmup_epochs <= c.epochs:
@@ -235,17 +217,13 @@ def _validate(c: RunConfig) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {v}")
     if not 0.0 <= c.momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {c.momentum}")
-    if c.method == "visual_ft" and c.feature_mode != "exact":
-        raise ValueError(
-            "visual_ft trains the image tower, so its features cannot be cached: set feature_mode='exact'"
-        )
-    if c.grad_ratio and c.method in UNTRAINED_METHODS + ("linear_probe",):
+    if c.grad_ratio and not method.gradient_trained:
         raise ValueError(
             f"grad_ratio needs a method trained by gradient descent, not {c.method!r} "
             "(Section 4.4's linear baseline is classifier_r: a linear head trained with SGD)"
         )
     for k, v in c.loss_params.items():
-        if not isinstance(v, int | float) or isinstance(v, bool):
+        if not is_number(v):
             raise ValueError(f"loss_params[{k!r}] must be a number, got {v!r}")
     try:
         json.dumps(c.to_dict(), allow_nan=False)
@@ -256,16 +234,13 @@ def _validate(c: RunConfig) -> None:
 def run_identity(canonical_json: str, backbone: str, pretrained, dataset: str) -> str:
     """A run id: the config's canonical JSON plus what its names resolve to on this machine.
 
-    - the weights (``ptnl.models.clip.weights_identity``): a shipped toy checkpoint's sha256, a local
+    - the weights (``ptnl.models.weights.weights_identity``): a shipped toy checkpoint's sha256, a local
       file's tensors, or the tag, so a regenerated checkpoint gets fresh runs, while a file
       converted from .pt to .safetensors keeps its results;
     - the data (``ptnl.data.identity``): split source, class names, template and the ordered
       images and labels of every split, so adding CoOp's split files over a torchvision download
       (or editing a split) never reuses a result trained on the old split.
     """
-    from ptnl.data import identity as data_identity
-    from ptnl.models.clip import weights_identity
-
     key = "\n".join([canonical_json, weights_identity(backbone, pretrained), data_identity(dataset)])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 

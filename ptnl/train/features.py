@@ -36,8 +36,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from ptnl.core import paths
-from ptnl.core.store import atomic_write_bytes
-from ptnl.data.datasets import check_images
+from ptnl.core.files import atomic_write_bytes
+from ptnl.data.disk import check_images
+from ptnl.models.clip import encode_images
 
 # 2: ResNet towers encode with BatchNorm folded into the convolutions. 3: every encoding batch is
 # full (padded), so cached features do not depend on the cache's history. Rounding-level changes.
@@ -122,17 +123,6 @@ def exact_batch(bundle, split, indices: Sequence[int], run_seed: int, epoch: int
         g = generator("exact", run_seed, epoch, split.refs[i])
         out.append(augment(split.load_image(int(i)), bundle.image_size, bundle.mean, bundle.std, g))
     return torch.stack(out)
-
-
-# -- encoding ------------------------------------------------------------------------------------
-
-
-def encode_images(bundle, images: torch.Tensor, device=None, precision="fp32") -> torch.Tensor:
-    """Image features [B, E] in float32, not normalised (ptnl.models.clip.encode_images: frozen tower in
-    eval mode, autocast for bf16/fp16). ``device`` is the bundle's own; kept for call symmetry."""
-    from ptnl.models.clip import encode_images as _encode
-
-    return _encode(bundle, images, precision)
 
 
 # -- the cache ----------------------------------------------------------------------------------
@@ -263,7 +253,7 @@ def _encode_missing(bundle, sp, todo, device, precision, batch_size, progress):
         x = torch.stack(pending)
         if len(x) < batch_size:
             x = torch.cat([x, x[:1].expand(batch_size - len(x), *x.shape[1:])])
-        feats = encode_images(bundle, x, device, precision)[: len(pending)].cpu()
+        feats = encode_images(bundle, x, precision)[: len(pending)].cpu()
         out.update(zip(keys, feats))
         pending.clear()
         keys.clear()
@@ -290,3 +280,71 @@ def _encode_missing(bundle, sp, todo, device, precision, batch_size, progress):
     if bar is not None:
         bar.close()
     return out
+
+
+# -- a run's features ------------------------------------------------------------------------------
+# ``r`` below is a prepared run (ptnl.train.engine.Run): its config, bundle, dataset, few-shot
+# indices, device and resolved precision.
+
+
+def train_bank(r, progress=False) -> torch.Tensor:
+    """[V, N, E] training features: V augmented views (views mode) or V = 1 centre crop."""
+    views = (
+        ["center"] if r.cfg.feature_mode == "center" else [f"aug{v}" for v in range(r.cfg.views_per_image)]
+    )
+    return cached_features(
+        r.bundle, r.dataset, "train", r.train_idx, views, r.device, r.precision, progress=progress
+    )
+
+
+def center_bank(r) -> torch.Tensor:
+    """[1, N, E] centre-crop features of the run's training images (what ``exact`` mode scores on)."""
+    return cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)
+
+
+def test_features(r, progress=False) -> torch.Tensor:
+    idx = np.arange(len(r.dataset.test))
+    return cached_features(
+        r.bundle, r.dataset, "test", idx, ["center"], r.device, r.precision, progress=progress
+    )[0]
+
+
+def view_schedule(n: int, n_views: int, epochs: int, g: torch.Generator) -> torch.Tensor:
+    """[epochs, n] view index per epoch and sample: each sample cycles through a fresh random
+    permutation of its V views every V epochs, so with V = epochs every view is used once."""
+    out = torch.empty(epochs, n, dtype=torch.long)
+    for start in range(0, epochs, n_views):
+        perms = torch.argsort(torch.rand(n, n_views, generator=g), dim=1)  # [n, V]
+        stop = min(epochs, start + n_views)
+        out[start:stop] = perms[:, : stop - start].T
+    return out
+
+
+def epoch_batches(n: int, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
+    """One epoch of a shuffled loader with Dassl's drop_last (only when n >= batch_size)."""
+    perm = torch.randperm(n, generator=g)
+    if n < batch_size:
+        return [perm]
+    return list(perm[: (n // batch_size) * batch_size].split(batch_size))
+
+
+def feature_source(r, progress=False, bank: torch.Tensor | None = None):
+    """``fn(epoch, batch) -> features [B, E]`` on the run's device, for the config's feature mode
+    (``bank``: the run's ``train_bank``, when the caller already holds it)."""
+    cfg = r.cfg
+    if cfg.feature_mode == "exact":
+        split = r.dataset.train
+
+        def exact(epoch, batch):
+            pixels = exact_batch(r.bundle, split, r.train_idx[batch.numpy()], cfg.seed, epoch)
+            return encode_images(r.bundle, pixels, r.precision)
+
+        return exact
+    bank = train_bank(r, progress) if bank is None else bank
+    schedule = view_schedule(r.n_train, bank.shape[0], cfg.epochs, generator("views", cfg.seed))
+    bank = bank.to(r.device)
+
+    def cached(epoch, batch):
+        return bank[schedule[epoch - 1, batch].to(r.device), batch.to(r.device)]
+
+    return cached

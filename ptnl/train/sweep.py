@@ -19,24 +19,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ptnl.core import store
-from ptnl.train.config import RunConfig
+from tqdm.auto import tqdm
 
-# Fields that may differ inside one batched group (run_group): they change data, labels, loss
-# or optimiser state, not the shape of the shared text pass.
-GROUP_FREE_FIELDS = (
-    "seed",
-    "noise_kind",
-    "confusion_from",
-    "noise_rate",
-    "loss",
-    "loss_params",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "warmup_lr",
-    "grad_ratio",
-)
+from ptnl.train import engine, store
+from ptnl.train.config import RunConfig
+from ptnl.train.engine import group_key, groupable
 
 
 def unflatten(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,20 +91,6 @@ def take_shard(configs: Sequence[RunConfig], shard: tuple[int, int] | None) -> l
     return list(configs)[i::n]
 
 
-def group_key(cfg: RunConfig) -> str:
-    """Configs with equal keys can share one batched text pass (``engine.run_group``)."""
-    d = cfg.to_dict()
-    for f in GROUP_FREE_FIELDS:
-        d.pop(f)
-    return RunConfig.__name__ + repr(sorted(d.items()))
-
-
-def groupable(cfg: RunConfig) -> bool:
-    from ptnl.train.config import PROMPT_METHODS
-
-    return cfg.method in PROMPT_METHODS and cfg.feature_mode in ("views", "center")
-
-
 def _batches(configs: list[RunConfig], group_size: int) -> list[list[RunConfig]]:
     if group_size <= 1:
         return [[c] for c in configs]
@@ -152,10 +125,6 @@ def sweep(
     side: runs another live process holds are skipped, then waited for at the end (and trained
     here if that process dies), so the metrics returned are complete.
     """
-    from tqdm.auto import tqdm
-
-    from ptnl.train import engine
-
     if isinstance(shard, str):
         shard = parse_shard(shard)
     store.clean(experiment)

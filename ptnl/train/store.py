@@ -24,20 +24,18 @@ about reused pids. Claims of dead processes go too, and takeover guards older th
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ptnl.core import paths
+from ptnl.core.files import atomic_write_bytes, atomic_write_json
 from ptnl.train.config import RunConfig
 
 CONFIG_FILE = "config.json"
@@ -53,38 +51,6 @@ _cleaned: dict[Path, float] = {}  # experiment folder -> when this process last 
 
 def _tmp_name(name: str) -> str:
     return f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n").encode())
-
-
-def _jsonable(x):
-    # numpy scalars and tensors sneak into metrics; NaN becomes null so the file stays strict JSON.
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _jsonable(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def run_dir(config: RunConfig, experiment: str) -> Path:
