@@ -54,7 +54,7 @@ def test_expected_calibration_error_by_hand():
 
 
 def test_calibrated_temperature_follows_the_rule():
-    from ptnl.toy.pretrain import _mean_nll, calibrated_temperature, mean_zero_shot_ece
+    from ptnl.toy.calibrate import _mean_nll, calibrated_temperature, mean_zero_shot_ece
 
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 5, (400,), generator=g)

@@ -12,7 +12,7 @@ import torch
 
 from ptnl.toy import EXTRA_TASKS, TOY_BACKBONES, TOY_TASKS, world
 from ptnl.toy import tasks as toy_tasks
-from ptnl.toy.pretrain import TARGET_ZERO_SHOT_ECE
+from ptnl.toy.calibrate import TARGET_ZERO_SHOT_ECE
 from ptnl.toy.tasks import load_task
 
 CONTEXT_LENGTH = 32  # text_cfg.context_length of both toy configs

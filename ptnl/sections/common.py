@@ -31,18 +31,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ptnl.core import paths
 from ptnl.core.checks import as_list, is_fraction
 from ptnl.data import disk_status, on_disk
-from ptnl.models.clip import autocast
 from ptnl.models.losses import GCE_Q
 from ptnl.models.visual import imagenet_resnet50_on_disk
 from ptnl.models.weights import canonical_name, known_backbones, looks_like_path, weights_available
 from ptnl.train import engine, store
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
+from ptnl.train.loop import batched_logits
 from ptnl.train.methods import METHODS, UNTRAINED_METHODS, variant
 from ptnl.train.trainers import init_module
 
@@ -212,9 +211,9 @@ def confusion_matrix(config: RunConfig, device=None):
         )
     r = engine.prepare(config, device)
     module = init_module(config, r.bundle, r.dataset, r.device)
-    feats = F.test_features(r).to(r.device)
-    with torch.no_grad(), autocast(r.device, r.precision):
-        pred = module(feats, module.class_embeddings()).float().argmax(-1).cpu().numpy()
+    feats = F.test_features(r)
+    batches = batched_logits(module, feats, r.device, r.precision, batch=None)  # one matmul
+    pred = np.concatenate([z.argmax(-1).cpu().numpy() for _, z in batches] or [np.zeros(0, np.int64)])
     c = r.dataset.n_classes
     counts = np.zeros((c, c), dtype=np.int64)
     np.add.at(counts, (np.asarray(r.dataset.test.labels), pred), 1)

@@ -121,7 +121,7 @@ def zeroshot_configs(ensembles: Iterable[Ensemble]) -> list[RunConfig]:
     return list(seen.values())
 
 
-def evaluate(ensembles: Sequence[Ensemble], experiment: str, device=None) -> pd.DataFrame:
+def ensemble_rows(ensembles: Sequence[Ensemble], experiment: str, device=None) -> pd.DataFrame:
     """One row per ensemble: dataset, backbone, variant (method), repeat, ensemble and mean member
     accuracy (percent), pseudo-label accuracy of its training set and of the whole train split."""
     rows = []
@@ -157,7 +157,7 @@ def run(
     the zero-shot test accuracy comes back as rows of variant "zeroshot"."""
     train(members(ensembles), experiment, device, group_size, progress)
     zs = [engine.run(c, experiment, device) for c in zeroshot_configs(ensembles)]
-    df = evaluate(ensembles, experiment, device)
+    df = ensemble_rows(ensembles, experiment, device)
     zrows = [
         {
             "dataset": c.dataset,
@@ -368,6 +368,6 @@ SECTION = Section(
     sec5_unsupervised,
     claims={"sec5": claims_specs},
     describe=describe,
-    results=evaluate,
+    results=ensemble_rows,
     stored=stored_configs,
 )

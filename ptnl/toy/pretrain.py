@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 from ptnl.core.paths import cache_dir, toy_checkpoint_dir
 from ptnl.toy import CONFIG_DIR, TOY_BACKBONES
@@ -39,15 +40,18 @@ from ptnl.toy.calibrate import (
     zero_shot_cosines,
 )
 from ptnl.toy.sanity import load_toy_model, zero_shot_table
-from ptnl.toy.world import (
+from ptnl.toy.world import (  # _blur: world.py is frozen (its sha256 is in the checkpoints)
+    CAMERA_GREY,
     IMAGE_SIZE,
     SCATTER_RATE,
     SWATCH_RATE,
+    _blur,
     caption,
     image_rng,
     render,
     sample_attrs,
 )
+from ptnl.train.features import random_resized_crop_params
 
 PRETRAIN_STREAM = 0  # the world's seed stream for pretraining pictures (tasks use 100+)
 N_CAPTIONS = 4  # captions drawn per picture; each step picks one at random
@@ -106,8 +110,6 @@ def build_model(backbone: str, seed: int):
 
 def web_camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A rendered uint8 [H,W,3] picture as a random web camera shoots it (see WEB_CAMERA_*)."""
-    from ptnl.toy.world import CAMERA_GREY, _blur
-
     x = _blur(img.astype(np.float32) / 255, rng.uniform(*WEB_CAMERA_BLUR))
     haze, grey = rng.uniform(*WEB_CAMERA_HAZE), rng.uniform(*CAMERA_GREY)
     x = x * (1 - haze) + grey * haze
@@ -173,10 +175,6 @@ def to_model_input(images_u8: np.ndarray, mean, std) -> torch.Tensor:
 
 def crop_views(x: torch.Tensor, g: torch.Generator, rate: float = CROP_RATE) -> torch.Tensor:
     """Replace a `rate` share of the pictures in x [B,3,H,W] by a random resized crop + flip."""
-    from torchvision.transforms.v2 import functional as TF
-
-    from ptnl.train.features import random_resized_crop_params
-
     out = x.clone()
     h, w = x.shape[-2:]
     for b in range(len(x)):

@@ -67,7 +67,9 @@ def step_s(t: dict, n_classes: int, runs: int = 1) -> float:
     one = _line(t, "single_s", n_classes)
     if runs == 1:
         return one
-    return one + (runs - 1) / (t["group_runs"] - 1) * (_line(t, "group_s", n_classes) - one)
+    # A group costs at least one run's step: a noisy timing (a loaded machine, one timed step in
+    # the dry mode) must not make the extra runs of a group cost negative time.
+    return max(one, one + (runs - 1) / (t["group_runs"] - 1) * (_line(t, "group_s", n_classes) - one))
 
 
 def _union(n_classes: int, n_train: int, shots: int, n_seeds: int) -> float:
