@@ -1,7 +1,7 @@
 """The toy world: a procedurally generated image-caption world and tiny CLIPs pretrained on it.
 
 It lets every notebook run end to end on a laptop through the same code path as real CLIP:
-``ptnl.load_clip("toy-vit")`` builds an open_clip model from ``configs/toy-vit.json`` and loads
+``ptnl.models.clip.load_clip("toy-vit")`` builds an open_clip model from ``configs/toy-vit.json`` and loads
 ``checkpoints/toy-vit.safetensors``; ``ptnl.data.load_dataset("toy-shapes")`` returns a `Dataset`.
 
 - ``ptnl.toy.world``    rendering and captions
