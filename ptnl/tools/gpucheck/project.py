@@ -59,7 +59,10 @@ def _steps(cfg, n_classes: int) -> int:
 
 def _line(t: dict, key: str, c: float) -> float:
     (c1, c2), (y1, y2) = t["classes"], t[key]
-    return max(0.0, y1 + (y2 - y1) * (c - c1) / (c2 - c1))
+    # A step over more classes never costs less: a negative slope is timing noise (one timed step
+    # in the dry mode, a loaded machine), read as a flat line.
+    slope = max(0.0, (y2 - y1) / (c2 - c1))
+    return max(0.0, y1 + slope * (c - c1))
 
 
 def step_s(t: dict, n_classes: int, runs: int = 1) -> float:
