@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from procs import claim_as, dead_pid
 
 from ptnl.core import paths
 from ptnl.train import store
@@ -77,23 +78,6 @@ def test_collect_missing_and_empty(fresh_store):
     assert len(df) == 0 and "noise_rate" in df.columns
 
 
-def _claim_as(cfg, experiment, pid, host=None):
-    """A claim file as another process would have written it."""
-    p = store.claim_path(cfg, experiment)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"pid": pid, "host": host or store.HOST, "started": 0.0}))
-    return p
-
-
-def _dead_pid():
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_write_run_appears_whole_and_replaces_an_unfinished_folder(fresh_store):
     a = RunConfig(dataset="DTD")
     store.start_run(a, "exp")  # a folder an interrupted in-place writer left
@@ -123,14 +107,14 @@ def test_claims_are_exclusive_and_stale_ones_taken_over(fresh_store):
     store.release(a, "exp")
     assert not store.claim_path(a, "exp").exists()
 
-    live = _claim_as(b, "exp", os.getppid())  # pytest's parent: alive, and not us
+    live = claim_as(b, "exp", os.getppid())  # pytest's parent: alive, and not us
     assert not store.claim(b, "exp")
     store.release(b, "exp")  # someone else's claim stays
     assert json.loads(live.read_text())["pid"] == os.getppid() and "pid" in store.holder(b, "exp")
-    _claim_as(c, "exp", _dead_pid(), host="elsewhere")  # another host's pid says nothing here
+    claim_as(c, "exp", dead_pid(), host="elsewhere")  # another host's pid says nothing here
     assert not store.claim(c, "exp")
 
-    _claim_as(e, "exp", _dead_pid())  # its process is gone: taken over
+    claim_as(e, "exp", dead_pid())  # its process is gone: taken over
     assert store.claim(e, "exp")
     assert json.loads(store.claim_path(e, "exp").read_text())["pid"] == os.getpid()
 
@@ -167,8 +151,8 @@ def test_clean_removes_old_temporary_files_and_dead_claims_only(fresh_store):
     t = time.time() - store.STALE_TMP_SECONDS - 5
     for p in (old_file, old_in_run, old_dir):
         os.utime(p, (t, t))
-    dead = _claim_as(b, "exp", _dead_pid())
-    live = _claim_as(a, "exp", os.getppid())
+    dead = claim_as(b, "exp", dead_pid())
+    live = claim_as(a, "exp", os.getppid())
     guard = dead.with_name(dead.name + ".takeover")
     guard.write_text("")
     os.utime(guard, (t, t))

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from procs import claim_as, dead_pid
 
 from ptnl.core import paths
 from ptnl.train import store, sweep, trainers
@@ -190,20 +191,6 @@ def test_cli_ratio_reports_drops_and_seed_intervals(fresh_store, capsys):
 # -- claims, failures and leftovers: several processes on one store ----------------------------------
 
 
-def _claim_as(cfg, experiment, pid, host=None):
-    """A claim file as another process would have written it."""
-    p = store.claim_path(cfg, experiment)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"pid": pid, "host": host or store.HOST, "started": 0.0}))
-    return p
-
-
-def _dead_pid():
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def _wait_until(cond, timeout=60.0):
     import time
 
@@ -279,7 +266,7 @@ def test_engine_run_waits_for_a_live_owner_and_takes_over_a_dead_ones(fresh_stor
         engine, "train_and_evaluate", lambda c, *a: trained.append(c.seed) or {"test_acc": 0.1}
     )
     a, b = RunConfig(dataset="DTD"), RunConfig(dataset="DTD", seed=2)
-    claim = _claim_as(a, "exp", os.getppid())  # a live process (pytest's parent) trains it
+    claim = claim_as(a, "exp", os.getppid())  # a live process (pytest's parent) trains it
     t, out = _in_thread(lambda: engine.run(a, "exp"))
     t.join(0.5)
     assert t.is_alive() and not store.is_done(a, "exp")
@@ -288,7 +275,7 @@ def test_engine_run_waits_for_a_live_owner_and_takes_over_a_dead_ones(fresh_stor
     t.join(30)
     assert out == {"value": {"test_acc": 0.9}} and trained == []
 
-    _claim_as(b, "exp", _dead_pid())
+    claim_as(b, "exp", dead_pid())
     assert engine.run(b, "exp") == {"test_acc": 0.1} and trained == [2]
     assert not store.claim_path(b, "exp").exists() and store.load_metrics(b, "exp") == {"test_acc": 0.1}
 
@@ -299,7 +286,7 @@ def test_run_group_leaves_a_claimed_run_to_its_owner(tiny_world):
     from ptnl.train import engine
 
     a, b = RunConfig(**tiny_world), RunConfig(**tiny_world, seed=2)
-    claim = _claim_as(b, "exp", os.getppid())
+    claim = claim_as(b, "exp", os.getppid())
     t, out = _in_thread(lambda: engine.run_group([a, b], "exp"))
     _wait_until(lambda: store.is_done(a, "exp"))
     t.join(0.3)
@@ -315,7 +302,7 @@ def test_sweep_skips_runs_a_live_process_holds_then_waits_for_them(fresh_store, 
 
     monkeypatch.setattr(store, "POLL_SECONDS", 0.05, raising=False)
     cs = sweep.grid({"dataset": "DTD"}, {"seed": [1, 2, 3]})
-    claim = _claim_as(cs[0], "exp", os.getppid())
+    claim = claim_as(cs[0], "exp", os.getppid())
     t, out = _in_thread(lambda: sweep.sweep(cs, "exp", progress=False))
     _wait_until(lambda: store.is_done(cs[2], "exp"))
     t.join(0.3)
@@ -332,7 +319,7 @@ def test_sweep_takes_over_a_dead_processs_claim_and_cleans_its_leftovers(fresh_s
     import time
 
     cs = sweep.grid({"dataset": "DTD"}, {"seed": [1, 2]})
-    claim = _claim_as(cs[1], "exp", _dead_pid())
+    claim = claim_as(cs[1], "exp", dead_pid())
     root = paths.experiment_dir("exp")
     old, new = root / f".{cs[0].run_id}.99.ab.tmp", root / ".metrics.json.99.cd.tmp"
     old.mkdir()
