@@ -23,8 +23,14 @@ NBVAL_ARGS := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-curre
 # order, so fixing it is what keeps rerun numbers and figures byte-stable.
 THREADS ?= 1
 NB_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
+# The main job trains the toy set into its own empty store and draws into its own folder, then
+# compares both with the shipped ones (results/toy/, figures/); other sets use results/ and figures/.
+MAIN := build/toy
+MAIN_ENV := $(if $(filter toy,$(SET)),PTNL_RESULTS=$(CURDIR)/$(MAIN)/results PTNL_FIGURES=$(CURDIR)/$(MAIN)/figures)
+# Executing against the shipped results: every run must be found there (nothing trains).
+SHIPPED_ENV := PTNL_NO_TRAIN=1 TQDM_DISABLE=1 PYTHONHASHSEED=0
 
-.PHONY: help env test test-fast lint clean distclean notebooks figures bench gpu-check paper plan refs $(NB_NUMS)
+.PHONY: help env test test-fast lint clean distclean notebooks figures bench gpu-check paper plan refs ship docs $(NB_NUMS)
 
 help: ## list the targets (default)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,22 +46,33 @@ $(ENV_STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ptnl)" >/dev/null
 	touch $@
 
-test: $(ENV_STAMP) ## run the whole test suite: unit tests (slow ones too) and nbval on the notebooks
-	$(TEST_ENV) $(PY) -m pytest tests $(if $(NOTEBOOKS),$(NOTEBOOKS) $(NBVAL_ARGS)) $(PYTEST_ARGS)
+test: $(ENV_STAMP) ## the whole test suite: unit tests (slow ones too), then nbval of the notebooks on the shipped results
+	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS)
+	$(TEST_ENV) $(SHIPPED_ENV) $(NB_ENV) PTNL_FIGURES=$$(mktemp -d) $(PY) -m pytest $(NOTEBOOKS) $(NBVAL_ARGS) $(PYTEST_ARGS)
 
 test-fast: $(ENV_STAMP) ## run the fast tests only (skips those marked slow)
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-notebooks: $(ENV_STAMP) ## the main job: execute every notebook (SET=toy) into build/, figures included
-	$(NB_ENV) $(PY) -m ptnl notebooks run $(NOTEBOOKS) --set $(SET) --output-dir build/$(SET) $(PARAMS)
+notebooks: $(ENV_STAMP) ## the main job: train the toy set from an empty store, run every notebook, compare with the shipped results
+	@SECONDS=0; \
+	$(MAIN_ENV) $(NB_ENV) $(PY) -m ptnl notebooks run $(NOTEBOOKS) --set $(SET) --output-dir build/$(SET) $(PARAMS); \
+	$(if $(filter toy,$(SET)),$(PY) -m ptnl shipped compare --store $(MAIN)/results --figures $(MAIN)/figures;) \
+	echo "main job (SET=$(SET)): $$((SECONDS / 60)) min $$((SECONDS % 60)) s"
 
-$(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 08) execute one notebook, e.g. make 02 SET=smoke
+$(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 08) execute one notebook into build/SET/, e.g. make 02 SET=smoke
 	$(NB_ENV) $(PY) -m ptnl notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET) $(PARAMS)
 
-figures: notebooks ## rebuild every figure in figures/ (PNG + PDF) from the results of the notebooks' runs
+refs: $(ENV_STAMP) ## re-execute the committed notebooks in place on the shipped results (nothing trains), figures/ redrawn
+	$(SHIPPED_ENV) $(NB_ENV) $(PY) -m ptnl notebooks refs $(NOTEBOOKS)
 
-refs: $(ENV_STAMP) ## re-execute the committed notebooks with SET=smoke in place and strip them (nbval references)
-	$(TEST_ENV) PTNL_RESULTS=$$(mktemp -d) $(PY) -m ptnl notebooks refs $(NOTEBOOKS)
+figures: refs ## redraw every figure in figures/ (PNG + PDF) from the shipped results
+
+docs: $(ENV_STAMP) ## write docs/results.md and the README's claims table from the committed notebooks
+	$(PY) -m ptnl docs
+
+ship: notebooks ## after a change that moves numbers: the main job, then results/toy/, the notebooks, figures/ and docs from it
+	$(PY) -m ptnl shipped update --store $(MAIN)/results
+	$(MAKE) refs docs
 
 bench: $(ENV_STAMP) ## speed/memory benchmarks, as ratios to a reference measured in the same run (build/bench.json)
 	$(PY) -m ptnl bench

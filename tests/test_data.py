@@ -388,7 +388,7 @@ def test_disk_status_of_each_case(data_root):
     split_file.write_text(good[: len(good) // 2])  # truncated JSON
     state, msg = disk_status("Flowers102")
     assert state == "corrupt" and str(split_file) in msg and "JSONDecodeError" in msg
-    assert on_disk("Flowers102")  # what `make plan` used to trust
+    assert on_disk("Flowers102")  # on_disk only looks for the files; disk_status parses them
     split_file.write_text(json.dumps({"train": [["x.jpg", 0]], "val": [], "test": []}))
     assert disk_status("Flowers102").state == "corrupt"
     split_file.unlink()  # images, no split file, no torchvision layout

@@ -174,3 +174,19 @@ def test_notebook_errors_reach_the_user_in_one_line(layout, tmp_path):
     assert [o["traceback"] for o in outputs if o["output_type"] == "error"] == [
         ["ValueError: shots must be >= 1, got 0"]
     ]
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_end_to_end_with_the_smoke_set(tmp_path, monkeypatch):
+    """The smoke set (few epochs, shots and seeds) trains every notebook's runs into an empty store
+    and executes every cell, figures included: the code paths the shipped results do not exercise."""
+    monkeypatch.delenv("PTNL_NO_TRAIN", raising=False)
+    monkeypatch.setenv("PTNL_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("PTNL_FIGURES", str(tmp_path / "figures"))
+    for nb in COMMITTED:
+        out = notebooks.run(nb, "smoke", {"save_figures": True}, tmp_path / "build" / nb.name)
+        cells = nbformat.read(out, as_version=4).cells
+        assert not [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"], nb.name
+    assert len(list((tmp_path / "figures" / "smoke").glob("*.png"))) == len(
+        list(paths.shipped_figures_dir().glob("*.png"))
+    )

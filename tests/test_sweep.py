@@ -379,3 +379,30 @@ def test_two_processes_sweeping_one_grid_train_each_run_once(tiny_world, tmp_pat
         for c in cs
         for p in (c.run_id, f"{c.run_id}/config.json", f"{c.run_id}/done", f"{c.run_id}/metrics.json")
     )
+
+
+@pytest.mark.slow
+def test_workers_train_the_same_batches_to_the_same_numbers(tmp_path, monkeypatch):
+    """Two worker processes take the batches a one-process sweep forms: every metric but the wall
+    time is the same, and every run is trained once."""
+    from ptnl.sections.common import config
+
+    configs = [
+        config("toy-shapes", "toy-rn", noise_rate=r, seed=s, epochs=3, shots=4)
+        for r in (0.0, 0.5)
+        for s in (1, 2, 3)
+    ]
+    configs.append(config("toy-shapes", "toy-rn", method="classifier_r", epochs=3, shots=4))
+    monkeypatch.setenv("PTNL_RESULTS", str(tmp_path / "one"))
+    one = sweep.sweep(configs, "exp", group_size=4, progress=False)
+    monkeypatch.setenv("PTNL_RESULTS", str(tmp_path / "two"))
+    two = sweep.sweep(configs, "exp", group_size=4, progress=False, workers=2)
+    assert [{**m, "seconds": 0} for m in two] == [{**m, "seconds": 0} for m in one]
+    assert sorted(p.name for p in (tmp_path / "two" / "exp").iterdir() if p.name[0] != ".") == sorted(
+        c.run_id for c in configs
+    )
+
+
+def test_workers_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        sweep.sweep([], "exp", workers=0)

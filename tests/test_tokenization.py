@@ -1,6 +1,6 @@
 """ptnl.models.prompts.prompt_token_ids against CoOp's PromptLearner, replayed on token ids.
 
-``coop`` below is CoOp's tokenisation and slicing (trainers/coop.py, reference §2a) with
+``coop`` below is CoOp's tokenisation and slicing (its trainers/coop.py) with
 ``open_clip.tokenize`` (CLIP's BPE) in place of ``clip.tokenize``, and token ids in place of
 their embeddings: the independent reference. No model is built.
 """

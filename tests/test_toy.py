@@ -51,7 +51,7 @@ def test_task_images_are_deterministic_and_disjoint_from_pretraining():
 
 
 def test_camera_off_renders_the_same_objects_without_the_downstream_camera():
-    # The diagnostic view of a task (docs/toy-world-v2.md, "is it the downstream camera?"): the
+    # The diagnostic view of a task (docs/log/toy-world-v2.md, "is it the downstream camera?"): the
     # same refs, labels and objects, shot as pretraining pictures are (no blur or haze, the
     # world's sensor noise), under a name no feature cache shares with the real task.
     on, off = load_task("toy-scatter"), load_task("toy-scatter", camera=False)
@@ -223,9 +223,9 @@ def _shipped(backbone):
     return load_toy_model(backbone)
 
 
-# The issue's requirement (criterion F4 of docs/toy-world-v2.md): zero-shot at least 2.5x chance on
-# every task for both toy CLIPs. v2's toy-vit missed it (1.6x on toy-shapes and toy-scatter, a strict
-# xfail here until addendum 8); v2.1's web camera in pretraining put it at 3.1-4.1x (full test sets).
+# Criterion F4 of docs/log/toy-world-v2.md: zero-shot at least 2.5x chance on every task for both
+# toy CLIPs. toy-vit, the weaker, is at 3.1-4.1x on the full test sets (addendum 7); without the web
+# camera in pretraining it is at 1.6x on toy-shapes and toy-scatter.
 _ZERO_SHOT_CASES = [(b, t) for b in sorted(TOY_BACKBONES) for t in TOY_TASKS]
 
 
@@ -249,8 +249,8 @@ def test_zero_shot_on_coop_views_is_measured_on_the_views():
 
 
 def test_web_camera_degrades_a_share_of_pretraining_pictures_and_nothing_else(tmp_path, monkeypatch):
-    # Toy world v2.1's web camera (addenda 7 and 8): rate 0 is v2's data exactly; a rate passes
-    # that share of the same pictures through the web camera and keeps every caption.
+    # Toy world v2.1's web camera (addenda 7 and 8): rate 0 gives the pictures without it; a rate
+    # passes that share of the same pictures through the web camera and keeps every caption.
     from ptnl.toy import pretrain
 
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path))

@@ -222,8 +222,8 @@ def test_seeds_reproduce(tiny, ds, tmp_path, monkeypatch):
 
 @pytest.mark.slow  # renders and encodes the 512 train images of toy-shapes (~10 s on 2 busy cores)
 def test_toy_world_upl_set_is_cleaner_than_robust_upl_set(fresh_store):
-    # toy-rn first: notebook 07's backbone, and the toy CLIP whose zero-shot is well above chance
-    # on toy-shapes (toy-vit's is 1.6x chance there, docs/toy-world-v2.md).
+    # toy-rn first: notebook 07's backbone, and the toy CLIP whose zero-shot is further above
+    # chance on toy-shapes (6.1x, toy-vit's 3.1x: docs/log/toy-world-v2.md, addendum 7).
     trained = [b for b in ("toy-rn", "toy-vit") if TOY_BACKBONES[b].checkpoint.is_file()]
     if not trained:
         pytest.skip("no toy checkpoint trained yet (python -m ptnl.toy.pretrain --backbone toy-rn)")

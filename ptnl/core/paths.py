@@ -40,6 +40,17 @@ def results_dir() -> Path:
 FIGURES_EXPERIMENT = "toy"  # the committed figures are the toy set's
 
 
+def shipped_results_dir() -> Path:
+    """The toy set's runs as they ship in git (``results/toy/`` under the repo root, whatever
+    ``$PTNL_RESULTS`` says): the numbers behind the committed notebooks and figures."""
+    return REPO_ROOT / "results" / FIGURES_EXPERIMENT
+
+
+def shipped_figures_dir() -> Path:
+    """The committed figures (``figures/`` under the repo root, whatever ``$PTNL_FIGURES`` says)."""
+    return REPO_ROOT / "figures"
+
+
 def figures_dir(experiment: str | None = None) -> Path:
     """Figures written by the notebooks (``$PTNL_FIGURES``, default ``figures/``): the toy set's
     (experiment "toy", committed) at the top, every other experiment's in ``figures/<experiment>/``

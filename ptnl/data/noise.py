@@ -34,7 +34,7 @@ the flip kind those with u < r, and the wrong class never depends on r. Hence th
 **nested**: for r1 < r2, every sample noisy at r1 is noisy at r2 with the same wrong label; and
 at one seed, symmetric, pair and confusion noise mislabel the same samples (paired comparisons).
 
-Where we depart from PTNL's sampler (reference §2c). PTNL draws the K clean shots of class c from
+Where we depart from PTNL's sampler (its utils.py). PTNL draws the K clean shots of class c from
 the first half of c's images, then overwrites the first ``num_fp`` of them with donor images from
 other classes' second halves, all labelled c. We draw K shots from the whole train split and
 relabel round(r * K) of them. Why:

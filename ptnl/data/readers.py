@@ -20,7 +20,7 @@ Two routes to the same files, picked by ``source``:
 
 Every Dataset records the route in ``split_source``: "coop-split", "official-txt" (FGVC),
 "imagenet-folders", "torchvision", "torchvision+ptnl-split". Class names are cleaned as CoOp
-cleans them (reference §3), whichever route they came by, so prompts are the same.
+cleans them (its datasets/*.py), whichever route they came by, so prompts are the same.
 
 ``load_dataset`` is the one entry point: a dataset registered in memory under the name
 (``ptnl.data.registry``) comes first, then "toy-*" names (``ptnl.toy.tasks.load_task``), then the

@@ -8,9 +8,9 @@ the seed with numpy's ``SeedSequence(seed, spawn_key=(stream, class))``, so that
 - one class's draw depends only on that class's images (adding images of class 3 does not
   reshuffle class 7).
 
-CoOp instead seeds Python's global ``random`` (``random.sample`` per label) and PTNL mixes that
-with a ``numpy.default_rng(seed)`` (reference §2c, §3). Neither is reproducible in isolation, so
-our 16-shot sets differ from theirs for the same seed number.
+CoOp instead seeds Python's global ``random`` (``random.sample`` per label, its datasets/*.py) and
+PTNL mixes that with a ``numpy.default_rng(seed)`` (its utils.py). Neither is reproducible in
+isolation, so our 16-shot sets differ from theirs for the same seed number.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ tried in order (CoOp's layout first, then torchvision's download), where images 
 from, and the torchvision class that can read the same images. ``resolve_name`` accepts aliases
 ("pets", "dtd", CoOp's folder and split-file names), case-insensitively. ``clean_classname``
 spells a class name as CoOp's split files do, whichever route it came by, so prompts are the same
-(reference §3).
+(CoOp's datasets/*.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Zero-shot prompt templates: the hand-crafted one per dataset, and CLIP's small ensemble.
 
-``TEMPLATES`` is CoOp's ``CUSTOM_TEMPLATES`` (identical in CoOp ``zsclip.py``, UPL and PTNL;
-reference §4), keyed by our dataset names. UPL/PTNL's zero-shot pass uses it alone.
+``TEMPLATES`` is CoOp's ``CUSTOM_TEMPLATES`` (identical in CoOp ``zsclip.py``, UPL and PTNL),
+keyed by our dataset names. UPL/PTNL's zero-shot pass uses it alone.
 
 ``SIMPLE_TEMPLATES`` are the 7 templates CLIP selected for ImageNet (CoOp's
 ``IMAGENET_TEMPLATES_SELECT``, open_clip's ``SIMPLE_IMAGENET_TEMPLATES``). CoOp's

@@ -8,7 +8,7 @@ computes GCE as ``(1 - (p_y + 1e-6)^q) / q`` on fp16 probabilities, where 1e-6 i
 ``p_y -> 0`` underflows. ``p_y^q = exp(q * log p_y)`` is exact for any finite logits, and so is
 every gradient below (each is a bounded function of p times ``p - e_y``).
 
-Defaults (reference-implementations.md §2b; the PTNL code wires in only GCE):
+Defaults (PTNL's trainers/loss.py; the PTNL code wires in only GCE):
 - GCE q = 0.5: what PTNL's trainer runs (``GeneralizedCrossEntropy(q=0.5)``), not the class
   default 0.7 of Zhang & Sabuncu's code.
 - SCE alpha = 6.0, beta = 0.1 (Wang et al. 2019, their CIFAR-100 setting) and NCE+RCE

@@ -136,7 +136,7 @@ def _prefix_attention(attn: nn.MultiheadAttention, hp: torch.Tensor, hr: torch.T
     """nn.MultiheadAttention (batch-first, packed in-projection) of shared prefixes ``hp`` [G, P, D]
     and the rows' own positions ``hr`` [G*c, R, D] (group after group) that attend to their group's
     prefix, with the prefix's queries, keys and values projected once per group instead of once per
-    row: with 16 context tokens and a few name tokens that projection was about a third of the text
+    row: with 16 context tokens and a few name tokens that projection is about a third of the text
     tower's work. ``mask``: additive [P+R, P+R]."""
     P, h = hp.shape[1], attn.num_heads
     c = hr.shape[0] // hp.shape[0]

@@ -92,10 +92,41 @@ def evaluate(specs: Sequence[dict], ours: pd.DataFrame, paper: pd.DataFrame | No
     return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
 
 
-def show(claims: pd.DataFrame) -> str:
-    """The claims table as fixed-width text (what the notebooks print; nbval compares it)."""
-    with pd.option_context("display.max_colwidth", 90, "display.width", 250):
-        return claims.fillna("n/a").to_string(index=False)
+CLAIMS_MIME = "application/vnd.ptnl.claims+json"
+
+
+class ClaimsTable(str):
+    """A claims table as a notebook shows it: the fixed-width text (nbval compares it), and the
+    rows as data under ``CLAIMS_MIME``, which ``ptnl docs`` reads back from the executed notebooks
+    (JupyterLab and code hosts, knowing no such type, show the text)."""
+
+    def __new__(cls, claims: pd.DataFrame):
+        with pd.option_context("display.max_colwidth", 90, "display.width", 250):
+            text = claims.fillna("n/a").to_string(index=False)
+        table = super().__new__(cls, text)
+        table.rows = [{k: _plain(v) for k, v in row.items()} for row in claims.to_dict("records")]
+        return table
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return {"text/plain": str(self), CLAIMS_MIME: {"columns": list(CLAIM_COLUMNS), "rows": self.rows}}
+
+
+def _plain(v):
+    """A JSON value: NaN becomes null, numpy scalars plain numbers."""
+    if isinstance(v, float | int) and not isinstance(v, bool):
+        return None if isinstance(v, float) and math.isnan(v) else v
+    if hasattr(v, "item"):
+        return _plain(v.item())
+    return v
+
+
+def show(claims: pd.DataFrame) -> ClaimsTable:
+    """The claims table as fixed-width text (a ``str``; what a notebook cell ending in
+    ``claims.show(...)`` displays, with its rows as data beside it)."""
+    return ClaimsTable(claims)
 
 
 def best_other(s: pd.DataFrame, others: Sequence[str], rate: float) -> pd.Series:

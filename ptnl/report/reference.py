@@ -2,7 +2,7 @@
 
 These are *reference data*: notebooks show them beside our measurements, never instead of them.
 Source: Wu et al., "Why Is Prompt Tuning for Vision-Language Models Robust to Noisy Labels?"
-(ICCV 2023), text of the paper in ``../shared/paper/ptnl-paper.txt``. Accuracies are test top-1 in
+(ICCV 2023; code at github.com/CEWu/PTNL). Accuracies are test top-1 in
 percent, averaged over 4 runs (the paper's protocol); ``std`` is given only where the paper prints it.
 Backbone is RN50 unless a table says otherwise. The figures (1, 2, 4, 5, 6, 8, 9) are plots whose
 values the paper does not print, so nothing is transcribed for them; Figure 1's prompt-tuning

@@ -151,11 +151,16 @@ def ensemble_rows(ensembles: Sequence[Ensemble], experiment: str, device=None) -
 
 
 def run(
-    ensembles: Sequence[Ensemble], experiment: str, device=None, group_size: int = 4, progress: bool = False
+    ensembles: Sequence[Ensemble],
+    experiment: str,
+    device=None,
+    group_size: int = 4,
+    progress: bool = False,
+    workers: int = 1,
 ) -> pd.DataFrame:
-    """Train what is missing (members and the zero-shot runs) and evaluate every ensemble;
-    the zero-shot test accuracy comes back as rows of variant "zeroshot"."""
-    train(members(ensembles), experiment, device, group_size, progress)
+    """Train what is missing (members, in ``workers`` processes, and the zero-shot runs) and
+    evaluate every ensemble; the zero-shot test accuracy comes back as rows of variant "zeroshot"."""
+    train(members(ensembles), experiment, device, group_size, progress, workers)
     zs = [engine.run(c, experiment, device) for c in zeroshot_configs(ensembles)]
     df = ensemble_rows(ensembles, experiment, device)
     zrows = [

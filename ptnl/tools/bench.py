@@ -121,7 +121,7 @@ def synthetic_dataset(
 
 
 class CoOpReference(torch.nn.Module):
-    """CoOp's CustomCLIP (reference §2a) on an open_clip model: prompts
+    """CoOp's CustomCLIP (trainers/coop.py) on an open_clip model: prompts
     ``[SOS][ctx][name][.][EOT][pad...]`` at the full context length, the whole text tower over all
     classes every step, the image tower on the batch every step."""
 

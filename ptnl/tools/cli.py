@@ -43,7 +43,7 @@ import yaml
 from ptnl.data.noise import CONFUSION_FROM
 from ptnl.data.noise import KINDS as NOISE_KINDS
 from ptnl.report import stats, tables
-from ptnl.tools import bench, fidelity, gpucheck, notebooks
+from ptnl.tools import bench, docs, fidelity, gpucheck, notebooks, shipped
 from ptnl.tools.plan import plan
 from ptnl.toy import pretrain, sanity
 from ptnl.train import engine
@@ -61,7 +61,9 @@ from ptnl.train.sweep import grid, parse_shard, quiet, sweep, take_shard, unflat
 
 # The tool subcommands (name, module, help); each module has add_arguments(parser) and command(args).
 TOOLS = (
-    ("notebooks", notebooks, "execute the notebooks (run) or rebuild their nbval references (refs)"),
+    ("notebooks", notebooks, "execute the notebooks (run), or in place against the shipped results (refs)"),
+    ("shipped", shipped, "compare a store with the shipped toy results (compare), or replace them (update)"),
+    ("docs", docs, "write docs/results.md and the README's claims table from the committed notebooks"),
     ("bench", bench, "speed benchmarks against a plain CoOp step (build/bench.json)"),
     ("gpu-check", gpucheck, "GPU readiness with random RN50/ViT-B/32 weights (build/gpucheck.json)"),
     ("fidelity", fidelity, "how much a CLIP looks like OpenAI's where prompt tuning under noise cares"),
@@ -214,7 +216,7 @@ def _sweep(ns: argparse.Namespace) -> None:
         for c in take_shard(configs, shard):
             print(c.run_id, c.canonical_json())
         return
-    sweep(configs, experiment, shard=shard, group_size=ns.group, device=ns.device)
+    sweep(configs, experiment, shard=shard, group_size=ns.group, device=ns.device, workers=ns.workers)
 
 
 def _collect(ns: argparse.Namespace) -> None:
@@ -289,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
         "--group", type=int, default=1, help="train up to this many prompt runs in one batched pass"
     )
     p_sw.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p_sw.add_argument(
+        "--workers", type=int, default=1, help="processes training batches side by side (same numbers)"
+    )
     p_sw.add_argument("--dry-run", action="store_true", help="list the runs only")
     p_sw.set_defaults(command=_store_command(_sweep))
 

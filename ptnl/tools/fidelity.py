@@ -5,7 +5,7 @@
     python -m ptnl fidelity RN50:DTD --no-fits --json rn50-dtd.json
 
 The toy world is only useful where it behaves like real CLIP, and the toy's remaining failures
-(docs/toy-world-v2.md) point at properties of its CLIPs that could not be compared with RN50's
+(docs/log/toy-world-v2.md) point at properties of its CLIPs that could not be compared with RN50's
 here: no real weights or datasets can be loaded on the machine the toy was built on. This module
 measures those properties the same way for any backbone and dataset, so one command on a machine
 with the weights gives the real values a future toy world can be pre-registered against.
@@ -23,7 +23,7 @@ Per (backbone, dataset) pair, on the test split (centre crops, the feature cache
 - ``zero_shot_acc``: the hand-crafted template's test accuracy.
 - ``zero_shot_ece``: its expected calibration error at the CLIP's own temperature (10 equal-width
   bins of top-1 confidence, as LeVine et al. 2023 measured OpenAI's CLIPs; the toy CLIPs ship the
-  temperature that matches their published values, docs/toy-world-v2.md, addendum 5).
+  temperature that matches their published values, docs/log/toy-world-v2.md, addendum 5).
 - ``token_rms`` / ``ctx_init_rms``: the root-mean-square norm of the token embeddings of the
   dataset's prompts, and of a context vector drawn as CoOp draws it (N(0, 0.02) per entry). Their
   ratio says how loud a fresh learned context is next to real words.

@@ -11,7 +11,7 @@ Zero-shot on CoOp's views: the same classifier on CoOp's training augmentation o
 prompt tuning trains on keep for this model. Zero-shot with the camera off: the same test pictures
 rendered without the downstream camera (blur, haze, stronger noise), how much of the zero-shot
 shortfall is that shift; pretraining shows half of its pictures through random web cameras whose
-range covers it (toy world v2.1, docs/toy-world-v2.md).
+range covers it (toy world v2.1, docs/log/toy-world-v2.md).
 """
 
 from __future__ import annotations

@@ -68,13 +68,13 @@ TASKS: dict[str, ToyTask] = {
     "toy-textures": ToyTask(
         300, "{} texture.", tuple((p, Attrs(kind="swatch", pattern=p)) for p in PATTERNS)
     ),
-    # fields of small objects: which shape covers the frame (toy world v2; v1 had toy-counts here)
+    # fields of small objects: which shape covers the frame, a label any crop keeps
     "toy-scatter": ToyTask(
         500, "a field of {}.", tuple((plural(s), Attrs(kind="scatter", shape=s)) for s in SHAPES)
     ),
     # A diagnostic task, not one of the toy set's four: generic objects with many classes (colour x
     # shape, 64), as the paper's datasets have 37-1000 where the four have 8-12. Prompt tuning on it
-    # costs ~40x a toy-shapes run, so no notebook uses it by default (docs/toy-world-v2.md).
+    # costs ~40x a toy-shapes run, so no notebook uses it by default (docs/log/toy-world-v2.md).
     "toy-objects": ToyTask(
         600,
         "a photo of a {}.",
@@ -131,7 +131,7 @@ def load_task(name: str, camera: bool = True) -> Dataset:
 
     ``camera=False`` renders the same pictures (same objects, same nuisances) without the
     downstream camera, as pretraining pictures are shot: how much of a zero-shot shortfall is the
-    camera shift (``python -m ptnl toy sanity``, docs/toy-world-v2.md). A diagnostic only: the
+    camera shift (``python -m ptnl toy sanity``, docs/log/toy-world-v2.md). A diagnostic only: the
     dataset is named ``"<task> (camera off)"`` so no feature cache mixes it with the real task."""
     task = _task(name)
     return Dataset(

@@ -32,7 +32,7 @@ from ptnl.train.methods import RUN_METHODS
 LOSSES = tuple(losses.LOSSES)
 FEATURE_MODES = ("exact", "views", "center")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
-# "coop-fp16" is CoOp's PREC=fp16 arithmetic (reference §2a, §7.1): every trained parameter and
+# "coop-fp16" is CoOp's PREC=fp16 arithmetic (its trainers/coop.py): every trained parameter and
 # SGD's momentum live in fp16 and each update is rounded to fp16 (forward: fp16 autocast on the
 # GPU, fp32 on the CPU). The others keep fp32 master weights and only change the forward pass.
 PRECISIONS = ("auto", *FORWARD_PRECISIONS, "coop-fp16")

@@ -40,8 +40,9 @@ from ptnl.core.files import atomic_write_bytes
 from ptnl.data.disk import check_images
 from ptnl.models.clip import encode_images
 
-# 2: ResNet towers encode with BatchNorm folded into the convolutions. 3: every encoding batch is
-# full (padded), so cached features do not depend on the cache's history. Rounding-level changes.
+# In every cache file's meta, so a file whose features were computed another way is rebuilt.
+# Version 3: ResNet towers encode with BatchNorm folded into the convolutions, and every encoding
+# batch is full (padded), so cached features do not depend on the cache's history.
 CACHE_VERSION = 3
 # CoOp's train augmentation (Dassl HEAD, which CoOp's configs use): RandomResizedCrop with
 # torchvision's default scale and ratio, bicubic, then a horizontal flip with p = 0.5.

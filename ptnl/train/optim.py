@@ -44,7 +44,7 @@ def per_sample_grad_norms(losses: torch.Tensor, params: list[torch.Tensor]) -> t
 
 class HalfSGD:
     """SGD with CoOp's PREC=fp16 arithmetic: parameters, gradients and momentum are fp16 and every
-    update is rounded to fp16, with no loss scaling and no fp32 master copy (reference §2a).
+    update is rounded to fp16, with no loss scaling and no fp32 master copy (CoOp's trainers/coop.py).
 
     The module keeps fp32 tensors holding exactly the fp16 values, so forward passes need no
     change; this optimizer owns the fp16 copies and runs ``torch.optim.SGD`` on them, which does

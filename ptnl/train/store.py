@@ -42,6 +42,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 DONE_FILE = "done"
 CLAIMS_DIR = ".claims"
+NO_TRAIN_VAR = "PTNL_NO_TRAIN"
 POLL_SECONDS = 1.0  # how often a process waiting for another's runs looks again
 STALE_TMP_SECONDS = 15 * 60  # a temporary file or folder this old belongs to no live write
 STUCK_SECONDS = 60  # a claim still empty, or a takeover guard, this old: its writer died mid-write
@@ -190,9 +191,25 @@ def _remove_stale(p: Path, owner: dict) -> None:
         guard.unlink(missing_ok=True)
 
 
+class TrainingOff(FileNotFoundError):
+    """A run would be trained while ``$PTNL_NO_TRAIN`` says that every run must already be stored."""
+
+
+def training_off() -> bool:
+    """``$PTNL_NO_TRAIN`` set (nbval reads the shipped results this way): every run must be found."""
+    return os.environ.get(NO_TRAIN_VAR, "").strip().lower() not in ("", "0", "false")
+
+
 def claim(config: RunConfig, experiment: str) -> bool:
     """Take the run's claim: True if this process holds it now (it may have already), False if
-    another live process does. A stale claim is taken over."""
+    another live process does. A stale claim is taken over. Every run that is trained is claimed
+    first, so with ``$PTNL_NO_TRAIN`` set this is where a missing run stops (``TrainingOff``)."""
+    if training_off():
+        raise TrainingOff(
+            f"run {config.run_id} ({config.method}, {config.dataset}) of experiment {experiment!r} is not in "
+            f"{paths.experiment_dir(experiment)} and {NO_TRAIN_VAR} is set, so nothing trains: if a change "
+            "moved the numbers, regenerate the shipped results with `make ship`"
+        )
     p = claim_path(config, experiment)
     p.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps({"pid": os.getpid(), "host": HOST, "started": time.time()})

@@ -7,11 +7,14 @@ between them without training any run twice.
 
 ``shard=(i, n)`` keeps every n-th pending-or-done run starting at i (0-based), in grid order, so
 n processes (or GPUs) given the same grid and shards 0/n ... (n-1)/n split it without talking
-to each other.
+to each other. ``workers=n`` trains the batches in n processes of this machine
+(``ptnl.train.workers``): the batches are the ones a one-process sweep forms, so the numbers do
+not depend on it.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sys
@@ -24,6 +27,7 @@ from tqdm.auto import tqdm
 from ptnl.train import engine, store
 from ptnl.train.config import RunConfig
 from ptnl.train.engine import group_key, groupable
+from ptnl.train.workers import check_workers, run_units
 
 
 def unflatten(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,6 +111,20 @@ def _batches(configs: list[RunConfig], group_size: int) -> list[list[RunConfig]]
     return out
 
 
+def train_batch(batch: list[RunConfig], experiment: str, device=None) -> None:
+    """Train the runs of one batch that no other process holds and that are not done yet."""
+    held = [c for c in batch if store.claim(c, experiment)]
+    try:
+        ready = [c for c in held if not store.is_done(c, experiment)]
+        if len(ready) == 1:
+            engine.run(ready[0], experiment, device=device)
+        elif ready:
+            engine.run_group(ready, experiment, device=device)
+    finally:
+        for c in held:
+            store.release(c, experiment)
+
+
 def sweep(
     configs: Iterable[RunConfig],
     experiment: str,
@@ -114,6 +132,7 @@ def sweep(
     group_size: int = 1,
     device=None,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[dict]:
     """Run every config of this shard that is not done yet; returns all of the shard's metrics.
 
@@ -121,8 +140,9 @@ def sweep(
     shots, ... ; different seeds, noise, losses) ``group_size`` at a time in one batched text
     pass. The progress bar counts pending runs only, so its ETA is the time left.
 
-    Each run is trained under its claim (``store``), so sweeps of one experiment may run side by
-    side: runs another live process holds are skipped, then waited for at the end (and trained
+    ``workers > 1`` trains the batches in that many processes, each at this process's thread
+    count (``ptnl.train.workers``; the numbers are the same as with one). Each run is trained
+    under its claim (``store``), so sweeps of one experiment may run side by side: runs another live process holds are skipped, then waited for at the end (and trained
     here if that process dies), so the metrics returned are complete.
     """
     if isinstance(shard, str):
@@ -139,21 +159,12 @@ def sweep(
         counted.update(new)
         bar.update(len(new))
 
+    check_workers(workers)
     start, todo, told = time.time(), pending, False
     try:
         while todo:
-            for batch in _batches(todo, group_size):
-                held = [c for c in batch if store.claim(c, experiment)]
-                try:
-                    ready = [c for c in held if not store.is_done(c, experiment)]
-                    if len(ready) == 1:
-                        engine.run(ready[0], experiment, device=device)
-                    elif ready:
-                        engine.run_group(ready, experiment, device=device)
-                finally:
-                    for c in held:
-                        store.release(c, experiment)
-                tick(batch)
+            work = functools.partial(train_batch, experiment=experiment, device=device)
+            run_units(work, _batches(todo, group_size), workers, done=tick)
             tick(todo)
             todo = [c for c in todo if c.run_id not in counted]
             if todo:  # held by other processes: poll until they are done or their owner dies

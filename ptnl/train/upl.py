@@ -17,8 +17,8 @@ Short classes (``fill``) are counted in the metrics (``n_short_classes``, ``n_em
 Choices and where they depart from the reference code:
 - One training set per ensemble: all members of an ensemble share the selection (drawn from
   ``selection_seed``), as UPL trains its 16 prompts on one pseudo-labelled set; members differ in
-  ``seed`` only. Robust UPL's code is not public (reference §2e), this is our reading.
-- Zero-shot uses CLIP's ``preprocess`` (centre crop), as PTNL does; UPL squash-resizes (§2e).
+  ``seed`` only. Robust UPL's code is not public; this is our reading.
+- Zero-shot uses CLIP's ``preprocess`` (centre crop), as PTNL does; UPL's code squash-resizes.
   On GPU the zero-shot pass runs in the run's precision (bf16 under "auto"), so a handful of
   near-tied pseudo-labels can differ from an fp32 CPU pass.
 
@@ -32,6 +32,7 @@ member (200 MB for ImageNet), the context costs 32 KB and the recomputation mill
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -51,6 +52,7 @@ from ptnl.train.config import RunConfig, run_identity
 from ptnl.train.labels import FILLS, SELECTIONS, noisy_labels, pseudo_label, select
 from ptnl.train.loop import batched_logits
 from ptnl.train.trainers import init_module
+from ptnl.train.workers import check_workers, run_units
 
 # method -> (selection, loss), from the registry
 METHODS = {
@@ -234,12 +236,14 @@ def train(
     device=None,
     group_size: int = 4,
     progress: bool = False,
+    workers: int = 1,
 ) -> list[dict]:
     """Train every member not yet done (a finished run is loaded, not redone); returns the
     metrics in config order. Members sharing a selection and shape train ``group_size`` at a
     time through one batched text pass (``engine.train_group``, as ``engine.run_group``: equal to
-    training them one by one up to float rounding). Without ``experiment`` nothing is stored
-    (and ``ensemble`` cannot use the members)."""
+    training them one by one up to float rounding). ``workers > 1`` trains the groups in that
+    many processes (``ptnl.train.workers``; same groups, same numbers). Without ``experiment``
+    nothing is stored (and ``ensemble`` cannot use the members)."""
     configs = list(configs)
     bad = [type(c).__name__ for c in configs if not isinstance(c, UPLConfig)]
     if bad:
@@ -251,21 +255,26 @@ def train(
     buckets: dict[str, list[UPLConfig]] = {}
     for c in todo:
         buckets.setdefault(group_key(c), []).append(c)
-    done = {}
+    groups = [
+        bucket[s : s + group_size] for bucket in buckets.values() for s in range(0, len(bucket), group_size)
+    ]
+    if experiment is None:  # nothing stored: the metrics come back from this process
+        check_workers(workers)
+        done = {}
+        for group in groups:
+            done.update(_train_members(group, None, device, progress))
+        return [done[c.run_id] for c in configs]
+    run_units(
+        functools.partial(_train_claimed, experiment=experiment, device=device, progress=progress),
+        groups,
+        workers,
+    )
+    return [store.load_metrics(c, experiment) for c in configs]
 
-    def train_members(group):
-        return _train_members(group, experiment, device, progress)
 
-    for bucket in buckets.values():
-        for s in range(0, len(bucket), group_size):
-            group = bucket[s : s + group_size]
-            # Claimed as engine.run's runs are: two processes never train one member twice.
-            done.update(
-                train_members(group)
-                if experiment is None
-                else engine.claimed(group, experiment, train_members)
-            )
-    return [done[c.run_id] if c.run_id in done else store.load_metrics(c, experiment) for c in configs]
+def _train_claimed(group: list[UPLConfig], experiment: str, device, progress) -> None:
+    # Claimed as engine.run's runs are: two processes never train one member twice.
+    engine.claimed(group, experiment, lambda g: _train_members(g, experiment, device, progress))
 
 
 def is_done(c: UPLConfig, experiment: str) -> bool:
