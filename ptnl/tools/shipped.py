@@ -54,16 +54,18 @@ def _finished(root: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(root.iterdir()) if d.name[0] != "." and (d / store.DONE_FILE).is_file()}
 
 
-def _same_run(a: Path, b: Path) -> tuple[bool, str]:
-    """Whether two finished run folders hold the same run; if not, what differs first."""
-    if json.loads((a / store.CONFIG_FILE).read_text()) != json.loads((b / store.CONFIG_FILE).read_text()):
-        return False, "config"
+def _difference(a: Path, b: Path) -> tuple[str, bool]:
+    """What first differs between two finished run folders ("" if they hold the same run), and
+    whether their test accuracies are equal."""
     ma, mb = (json.loads((d / store.METRICS_FILE).read_text()) for d in (a, b))
+    same_acc = ma.get("test_acc") == mb.get("test_acc")
+    if json.loads((a / store.CONFIG_FILE).read_text()) != json.loads((b / store.CONFIG_FILE).read_text()):
+        return "config", same_acc
     for k in VOLATILE_METRICS:
         ma.pop(k, None), mb.pop(k, None)
     if ma != mb:
         keys = sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k))
-        return False, "metrics " + ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else "")
+        return "metrics " + ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else ""), same_acc
     extra = sorted(
         {p.name for d in (a, b) for p in d.iterdir()}
         - {store.CONFIG_FILE, store.METRICS_FILE, store.DONE_FILE}
@@ -73,8 +75,8 @@ def _same_run(a: Path, b: Path) -> tuple[bool, str]:
             not ((a / name).is_file() and (b / name).is_file())
             or (a / name).read_bytes() != (b / name).read_bytes()
         ):
-            return False, name
-    return True, ""
+            return name, same_acc
+    return "", same_acc
 
 
 def compare_runs(store_root: Path, shipped: Path | None = None, ids=None) -> dict:
@@ -97,16 +99,12 @@ def compare_runs(store_root: Path, shipped: Path | None = None, ids=None) -> dic
         elif rid not in theirs:
             out["not_shipped"].append(rid)
         else:
-            same, what = _same_run(mine[rid], theirs[rid])
-            acc = [
-                json.loads((d / store.METRICS_FILE).read_text()).get("test_acc")
-                for d in (mine[rid], theirs[rid])
-            ]
-            out["test_acc_identical"] += acc[0] == acc[1]
-            if same:
-                out["identical"] += 1
-            else:
+            what, same_acc = _difference(mine[rid], theirs[rid])
+            out["test_acc_identical"] += same_acc
+            if what:
                 out["differ"].append(f"{rid}: {what}")
+            else:
+                out["identical"] += 1
     return out
 
 

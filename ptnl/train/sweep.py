@@ -142,8 +142,9 @@ def sweep(
 
     ``workers > 1`` trains the batches in that many processes, each at this process's thread
     count (``ptnl.train.workers``; the numbers are the same as with one). Each run is trained
-    under its claim (``store``), so sweeps of one experiment may run side by side: runs another live process holds are skipped, then waited for at the end (and trained
-    here if that process dies), so the metrics returned are complete.
+    under its claim (``store``), so sweeps of one experiment may run side by side: runs another
+    live process holds are skipped, then waited for at the end (and trained here if that
+    process dies), so the metrics returned are complete.
     """
     if isinstance(shard, str):
         shard = parse_shard(shard)
