@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from ptnl.core.paths import cache_dir, weights_dir
 from ptnl.toy import TOY_BACKBONES
+from ptnl.toy.lab import expand_state, is_lab_name, lab_checkpoint, lab_checkpoints
 
 if TYPE_CHECKING:
     import torch
@@ -162,6 +163,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         or not all(isinstance(v, torch.Tensor) for v in state.values())
     ):
         raise ValueError(f"checkpoint {path} does not hold a state dict (a dict of tensors)")
+    state = expand_state(state)  # a toy lab snapshot stores only its reachable token rows
     if all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
         state = {k[len("module.") :]: v for k, v in state.items()}
     return {k: v for k, v in state.items() if k not in _NON_WEIGHT_KEYS}
@@ -372,10 +374,20 @@ def resolve_weights(name: str, pretrained: str | os.PathLike | None = "default")
     if name in TOY_BACKBONES:
         if pretrained == "default":
             return Weights("toy", path=Path(TOY_BACKBONES[name].checkpoint))
+        if is_lab_name(pretrained):  # the toy lab's early snapshots of the shipped recipe
+            path = lab_checkpoint(name, pretrained)
+            if not path.is_file():
+                have = ", ".join(lab_checkpoints(name)) or "none"
+                raise FileNotFoundError(
+                    f"toy lab checkpoint {pretrained!r} of {name} is missing ({path}; present: {have}); "
+                    f"make it with `python -m ptnl toy pretrain --backbone {name} --save-at <steps>` (ptnl.toy.lab)"
+                )
+            return Weights("toy", path=path)
         if not looks_like_path(pretrained):
             raise ValueError(
                 f"pretrained={pretrained!r} for toy backbone {name}: use 'default' (its shipped checkpoint), "
-                "None (random weights) or a path to a checkpoint file"
+                "'step<k>' (a toy lab snapshot, e.g. 'step1500'), None (random weights) or a path to a "
+                "checkpoint file"
             )
         return Weights("file", path=resolve_checkpoint(pretrained))
     if looks_like_path(pretrained):

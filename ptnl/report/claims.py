@@ -33,11 +33,16 @@ def claim(
     direction: str = ">",
     decimals: int = ACC_DECIMALS,
     on_paper: bool = True,
+    over: str = "mean",
 ) -> dict:
     """A claim spec: ``fn(summary)`` gives the per-dataset quantity (a Series, or a scalar).
-    ``on_paper=False`` for quantities measured outside the summary (the paper column stays n/a)."""
+    ``on_paper=False`` for quantities measured outside the summary (the paper column stays n/a).
+    ``over``: how a Series becomes the claim's value, ``"mean"`` (on average) or ``"worst"`` (the
+    least favourable entry: a claim about *every* dataset or cell)."""
     if direction not in (">", "<"):
         raise ValueError(f"direction must be '>' or '<', got {direction!r}")
+    if over not in ("mean", "worst"):
+        raise ValueError(f"over must be 'mean' or 'worst', got {over!r}")
     return dict(
         text=text,
         measured=measured,
@@ -46,6 +51,7 @@ def claim(
         direction=direction,
         decimals=decimals,
         on_paper=on_paper,
+        over=over,
     )
 
 
@@ -61,7 +67,11 @@ def _measure(spec: dict, s: pd.DataFrame | None) -> tuple[float, str]:
         if v.empty:
             return math.nan, ""
         holds = (v > spec["threshold"]) if spec["direction"] == ">" else (v < spec["threshold"])
-        return float(v.mean()), f"{int(holds.sum())}/{len(v)}"
+        if spec.get("over", "mean") == "worst":
+            value = v.min() if spec["direction"] == ">" else v.max()
+        else:
+            value = v.mean()
+        return float(value), f"{int(holds.sum())}/{len(v)}"
     v = float(v) if v is not None else math.nan
     return v, ""
 

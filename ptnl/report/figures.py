@@ -225,3 +225,139 @@ def confusion_matrices(
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- the toy lab (notebook 09)
+
+LAB_NAMES = {"fixed": "prompt tuning (names fixed)", "learned": "CLS-Tuning (names learned)"}
+
+
+def _checkpoint_label(checkpoint: str, steps: int) -> str:
+    return f"shipped ({steps} steps)" if checkpoint == "default" else f"{steps} steps"
+
+
+def lab_heatmaps(
+    t: pd.DataFrame, names: str = "fixed", regime: tuple[int, int] = (37, 16), title: str | None = None
+):
+    """The drop ratio over classes x shots, one panel per checkpoint (columns, weakest first) and
+    temperature (rows), from ``ptnl.sections.lab.cell_table``; cells of the paper's regime
+    (at least ``regime[0]`` classes, ``regime[1]`` shots) outlined."""
+    import seaborn as sns
+    from matplotlib.patches import Rectangle
+
+    s = t[t["class_names"] == names]
+    ckpts = s.drop_duplicates("checkpoint").sort_values("steps")[["checkpoint", "steps"]].to_numpy().tolist()
+    temps = sorted(s["temperature"].unique(), key=lambda v: (v != "ckpt", v))
+    classes, shots = sorted(s["n_classes"].unique()), sorted(s["shots"].unique())
+    fig, axes = _panels(
+        len(ckpts) * len(temps), len(ckpts), width=0.75 * len(shots) + 1.6, height=0.45 * len(classes) + 1.2
+    )
+    inside = False
+    for ax, (temp, (ckpt, steps)) in zip(axes, [(a, b) for a in temps for b in ckpts]):
+        cell = s[(s["checkpoint"] == ckpt) & (s["temperature"] == temp)]
+        grid = cell.pivot_table(index="n_classes", columns="shots", values="ratio").reindex(
+            index=classes, columns=shots
+        )
+        sns.heatmap(
+            grid,
+            ax=ax,
+            annot=True,
+            fmt=".2f",
+            cmap="vlag",
+            vmin=0.0,
+            vmax=1.0,
+            center=0.5,
+            cbar=False,
+            linewidths=0.5,
+            linecolor="white",
+            annot_kws={"fontsize": 8},
+        )
+        for i, c in enumerate(classes):
+            for j, k in enumerate(shots):
+                if c >= regime[0] and k >= regime[1]:
+                    inside = True
+                    ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="black", linewidth=2))
+        ax.invert_yaxis()  # more classes upwards
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel("classes")
+        ax.grid(False)
+        t_label = "calibrated T" if temp == "ckpt" else f"T = {temp}"
+        ax.set_title(f"{_checkpoint_label(ckpt, steps)}, {t_label}")
+    note = (
+        f"outlined: the paper's regime ({regime[0]}+ classes, {regime[1]} shots)"
+        if inside
+        else f"the paper's regime ({regime[0]}+ classes, {regime[1]} shots) lies beyond this grid"
+    )
+    fig.suptitle(
+        (title or f"drop ratio of {LAB_NAMES[names]} to Classifier-R (0 % -> 50 % noise)") + f"\n{note}"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def lab_factor_lines(t: pd.DataFrame, title: str | None = None):
+    """Each factor of the lab on its own panel: the drop ratio (top) and the accuracy at 50 %
+    noise (bottom) per level, averaged over the other factors, one line per class-name setting
+    (and Classifier-R's accuracy, dashed); points are the cells behind each mean."""
+    from matplotlib.lines import Line2D
+
+    factors = [
+        ("n_classes", "classes"),
+        ("shots", "shots per class"),
+        ("steps", "pretraining steps"),
+        ("temperature", "temperature"),
+    ]
+    factors = [(f, x) for f, x in factors if t[f].nunique() > 1] or factors[:1]
+    colors = colors_for(["prompt", "cls_tuning", "classifier_r"])
+    line_color = {"fixed": colors["prompt"], "learned": colors["cls_tuning"]}
+    fig, axes = _panels(2 * len(factors), len(factors), width=2.6, height=2.2)
+    top, bottom = axes[: len(factors)], axes[len(factors) :]
+    for (f, xlabel), ax_r, ax_a in zip(factors, top, bottom):
+        levels = sorted(t[f].unique(), key=lambda v: (isinstance(v, str) and v != "ckpt", v))
+        pos = {v: i for i, v in enumerate(levels)}
+        for names, g in t.groupby("class_names", sort=True):
+            xs = g[f].map(pos)
+            for ax, value in ((ax_r, "ratio"), (ax_a, "noisy")):
+                ax.scatter(xs, g[value], s=8, color=line_color[names], alpha=0.3, linewidths=0)
+                m = g.groupby(f)[value].mean().reindex(levels)
+                ax.plot(
+                    range(len(levels)), m.to_numpy(float), marker="o", markersize=4, color=line_color[names]
+                )
+        ref = t[t["class_names"] == t["class_names"].iloc[0]].groupby(f)["ref_noisy"].mean().reindex(levels)
+        ax_a.plot(
+            range(len(levels)),
+            ref.to_numpy(float),
+            marker="s",
+            markersize=3,
+            linestyle="--",
+            color=colors["classifier_r"],
+        )
+        ax_r.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        for ax in (ax_r, ax_a):
+            ax.set_xticks(range(len(levels)))
+            ax.set_xticklabels(["calibrated" if v == "ckpt" else str(v) for v in levels])
+        ax_a.set_xlabel(xlabel)
+    top[0].set_ylabel("drop ratio to Classifier-R")
+    bottom[0].set_ylabel("accuracy at 50 % noise (%)")
+    handles = [
+        Line2D([], [], color=line_color[n], marker="o", markersize=4, label=LAB_NAMES[n])
+        for n in sorted(t["class_names"].unique())
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color=colors["classifier_r"],
+            marker="s",
+            markersize=3,
+            linestyle="--",
+            label="Classifier-R",
+        )
+    )
+    handles.append(Line2D([], [], color="grey", linestyle=":", label="the paper's margin (ratio 0.5)"))
+    ncol = len(handles) if len(factors) > 2 else 2
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, -0.02))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07 if ncol == len(handles) else 0.12, 1, 1))
+    return fig

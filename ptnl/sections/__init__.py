@@ -15,6 +15,7 @@ from ptnl.sections import (
     correlated,
     gce,
     gradients,
+    lab,
     quickstart,
     robustness,
     unsupervised,
@@ -33,6 +34,7 @@ SECTIONS: dict[str, Section] = {
         correlated,
         unsupervised,
         appendix,
+        lab,
     )
 }
 

@@ -34,4 +34,6 @@ TOY_BACKBONES = {
 }
 
 TOY_TASKS = ("toy-shapes", "toy-fine", "toy-textures", "toy-scatter")  # the toy set's four tasks
-EXTRA_TASKS = ("toy-objects",)  # a 64-class diagnostic task (ptnl.toy.tasks), in no notebook by default
+OBJECTS_CLASS_COUNTS = (8, 16, 32, 64)  # the toy lab's nested family toy-objects-<C> (notebook 09)
+# a 64-class diagnostic task, in no notebook by default, and the lab's family (ptnl.toy.tasks)
+EXTRA_TASKS = ("toy-objects", *(f"toy-objects-{n}" for n in OBJECTS_CLASS_COUNTS))

@@ -32,6 +32,8 @@ def load_toy_model(backbone: str, checkpoint: Path | None = None):
     import open_clip
     from safetensors.torch import load_file
 
+    from ptnl.toy.lab import expand_state
+
     if backbone not in TOY_BACKBONES:
         raise ValueError(f"unknown toy backbone {backbone!r}; choose one of {tuple(TOY_BACKBONES)}")
     ckpt = Path(checkpoint) if checkpoint is not None else TOY_BACKBONES[backbone].checkpoint
@@ -41,7 +43,8 @@ def load_toy_model(backbone: str, checkpoint: Path | None = None):
         )
     open_clip.add_model_config(CONFIG_DIR)
     model, _, preprocess = open_clip.create_model_and_transforms(backbone, pretrained=None)
-    model.load_state_dict(load_file(str(ckpt)), strict=True)  # fp16 values are cast into the fp32 params
+    # fp16 values are cast into the fp32 params; a lab snapshot's shrunk rows are put back first
+    model.load_state_dict(expand_state(load_file(str(ckpt))), strict=True)
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(backbone)
 

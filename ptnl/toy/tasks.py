@@ -20,7 +20,11 @@ import numpy as np
 from PIL import Image
 
 from ptnl.data.base import Dataset, Split
-from ptnl.toy import EXTRA_TASKS, TOY_TASKS  # the task names, listed once (ptnl.toy imports no world)
+from ptnl.toy import (
+    EXTRA_TASKS,
+    OBJECTS_CLASS_COUNTS,
+    TOY_TASKS,
+)  # names listed once (ptnl.toy imports no world)
 from ptnl.toy.world import (
     COLOURS,
     IMAGE_SIZE,
@@ -81,6 +85,26 @@ TASKS: dict[str, ToyTask] = {
         tuple((f"{c} {s}", Attrs(shape=s, colour=c, count=1)) for c in COLOURS for s in SHAPES),
     ),
 }
+
+
+def _objects_family() -> dict[str, ToyTask]:
+    """The toy lab's task family ``toy-objects-<C>`` (C = 8, 16, 32, 64; notebook 09): generic
+    objects named by colour and shape, one template, nested so that each task's classes are the
+    first C of one fixed order. The order walks the 8 x 8 colour-shape grid diagonal by diagonal
+    (diagonal k pairs colour i with shape i + k), so every task holds each colour and each shape
+    C / 8 times: more classes means more, finer distinctions, never a different mix. Each task
+    draws its own pictures (stream 800 + C)."""
+    colours = tuple(COLOURS)
+    order = [
+        (colours[i], SHAPES[(i + k) % len(SHAPES)]) for k in range(len(SHAPES)) for i in range(len(colours))
+    ]
+    classes = tuple((f"{c} {s}", Attrs(shape=s, colour=c, count=1)) for c, s in order)
+    return {
+        f"toy-objects-{n}": ToyTask(800 + n, "a photo of a {}.", classes[:n]) for n in OBJECTS_CLASS_COUNTS
+    }
+
+
+TASKS.update(_objects_family())
 
 
 def _task(name: str) -> ToyTask:

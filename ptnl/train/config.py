@@ -5,8 +5,9 @@ weight decay 5e-4, batch 32, 50 epochs, one warm-up epoch at a constant 1e-5, co
 stepped per epoch, 16 shots, 16 context tokens shared by all classes, class token at the end.
 
 The run id is a hash of the canonical JSON of *every* field, so two configs share an id exactly
-when they describe the same run. Adding a field later changes every id; that is deliberate (a
-stale result is never silently reused under a recipe it was not trained with).
+when they describe the same run. Adding a field later changes every id, so that a stale result is
+never silently reused under a recipe it was not trained with, unless the field's default
+reproduces the earlier runs exactly: then it is hashed only when set (``HASHED_WHEN_SET``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class RunConfig:
     precision: str = "auto"  # "auto": fp32 on CPU, bf16 autocast on GPU (master weights stay fp32);
     # "coop-fp16": CoOp's pure-fp16 parameters and SGD updates
     grad_ratio: bool = False  # also record the per-epoch noisy/clean gradient-norm ratio (Sec. 4.4)
+    # The softmax temperature T of the head's logits T * cos (prompt tuning, Classifier-R/-C,
+    # zero-shot, TEnc-FT); None: the checkpoint's own exp(logit_scale), as CoOp. The toy lab's factor.
+    temperature: float | None = None
 
     def __post_init__(self):
         # Coerce the loose types YAML and JSON give us (0 for 0.0) so equal runs hash equally.
@@ -100,8 +104,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), dict) else v) for f in _FIELDS}
 
+    def identity_dict(self) -> dict[str, Any]:
+        """``to_dict`` less the ``HASHED_WHEN_SET`` fields left at their default: what the id hashes."""
+        return {
+            k: v for k, v in self.to_dict().items() if k not in HASHED_WHEN_SET or v != HASHED_WHEN_SET[k]
+        }
+
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return json.dumps(self.identity_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     @property
     def run_id(self) -> str:
@@ -138,7 +148,10 @@ class RunConfig:
 
 _FIELDS = dataclasses.fields(RunConfig)
 _FIELD_NAMES = tuple(f.name for f in _FIELDS)
-_OPTIONAL = {"pretrained", "ctx_init", "n_views"}
+_OPTIONAL = {"pretrained", "ctx_init", "n_views", "temperature"}
+# Fields that enter the run id only when set away from their default: added after results were
+# shipped, their default reproduces those runs exactly, so it keeps those runs' ids.
+HASHED_WHEN_SET = {"temperature": None}
 _FIELD_TYPES = {
     "dataset": str,
     "backbone": str,
@@ -166,6 +179,7 @@ _FIELD_TYPES = {
     "n_views": int,
     "precision": str,
     "grad_ratio": bool,
+    "temperature": float,
 }
 assert set(_FIELD_TYPES) == set(_FIELD_NAMES)
 
@@ -222,6 +236,14 @@ def _validate(c: RunConfig) -> None:
             f"grad_ratio needs a method trained by gradient descent, not {c.method!r} "
             "(Section 4.4's linear baseline is classifier_r: a linear head trained with SGD)"
         )
+    if c.temperature is not None:
+        if not (math.isfinite(c.temperature) and c.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0 (CLIP's is 100), got {c.temperature}")
+        if method.module is None:
+            raise ValueError(
+                f"temperature scales the cosine logits of CLIP-style heads; {c.method!r} has its own "
+                "head and ignores it: leave temperature at None"
+            )
     for k, v in c.loss_params.items():
         if not is_number(v):
             raise ValueError(f"loss_params[{k!r}] must be a number, got {v!r}")

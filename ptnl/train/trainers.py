@@ -31,7 +31,15 @@ VISUAL_TEST_BATCH = 64
 
 
 def build_module(cfg, bundle, dataset, generator: torch.Generator):
-    """The method module of ``cfg.method``, as its registry entry declares it."""
+    """The method module of ``cfg.method``, as its registry entry declares it, its logits at
+    ``cfg.temperature`` when set (else the checkpoint's)."""
+    module = _build_module(cfg, bundle, dataset, generator)
+    if cfg.temperature is not None:
+        module.logit_scale.fill_(cfg.temperature)
+    return module
+
+
+def _build_module(cfg, bundle, dataset, generator: torch.Generator):
     m = methods.get(cfg.method)
     if m.module == "prompt":
         return P.PromptCLIP(

@@ -104,8 +104,11 @@ class UPLConfig:
     def to_dict(self) -> dict[str, Any]:
         return {**self.prompt.to_dict(), **{k: getattr(self, k) for k in _UPL_FIELDS}}
 
+    def identity_dict(self) -> dict[str, Any]:
+        return {**self.prompt.identity_dict(), **{k: getattr(self, k) for k in _UPL_FIELDS}}
+
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return json.dumps(self.identity_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     @property
     def run_id(self) -> str:
