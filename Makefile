@@ -59,7 +59,7 @@ notebooks: $(ENV_STAMP) ## the main job: train the toy set from an empty store, 
 	$(if $(filter toy,$(SET)),$(PY) -m ptnl shipped compare --store $(MAIN)/results --figures $(MAIN)/figures;) \
 	echo "main job (SET=$(SET)): $$((SECONDS / 60)) min $$((SECONDS % 60)) s"
 
-$(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 08) execute one notebook into build/SET/, e.g. make 02 SET=smoke
+$(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 09) execute one notebook into build/SET/, e.g. make 02 SET=smoke, make 09 SET=lab
 	$(NB_ENV) $(PY) -m ptnl notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET) $(PARAMS)
 
 refs: $(ENV_STAMP) ## re-execute the committed notebooks in place on the shipped results (nothing trains), figures/ redrawn

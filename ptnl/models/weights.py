@@ -10,16 +10,15 @@
   backbone in ``weights/`` (``weights/RN50.pt``, ``weights/ViT-B-32.safetensors``, ...) if there
   is one, else the ``"openai"`` tag.
 - any other open_clip model name (``open_clip.list_models()``), with an explicit tag or file.
-- the toy backbones of ``ptnl.toy.TOY_BACKBONES`` (an open_clip model-config JSON and a
-  safetensors checkpoint each); ``pretrained="default"`` loads the shipped checkpoint.
+- the toy backbones of ``ptnl.toy.TOY_BACKBONES`` (a model-config JSON and a safetensors checkpoint
+  each): ``"default"`` is the shipped checkpoint, ``"step<k>"`` a toy lab snapshot (``ptnl.toy.lab``).
 
 ``pretrained`` is an open_clip tag (downloaded to open_clip's cache as open_clip does), a path to
 a local checkpoint (a state dict saved by torch, a ``.safetensors`` file, or OpenAI's original
 TorchScript ``.pt``, converted once to safetensors under ``cache_dir()``), or ``None`` for
 random weights (seeded, so "random" is still one fixed set of weights and a valid cache key).
 
-Importing this module imports neither torch nor open_clip (each function that needs one imports
-it), so a run id can be computed without them.
+Importing this module imports neither torch nor open_clip, so a run id can be computed without them.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from ptnl.core.paths import cache_dir, weights_dir
 from ptnl.toy import TOY_BACKBONES
-from ptnl.toy.lab import expand_state, is_lab_name, lab_checkpoint, lab_checkpoints
+from ptnl.toy.lab import existing_lab_checkpoint, expand_state, is_lab_name
 
 if TYPE_CHECKING:
     import torch
@@ -163,7 +162,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         or not all(isinstance(v, torch.Tensor) for v in state.values())
     ):
         raise ValueError(f"checkpoint {path} does not hold a state dict (a dict of tensors)")
-    state = expand_state(state)  # a toy lab snapshot stores only its reachable token rows
+    state = expand_state(state)  # a toy lab snapshot stores only the token rows it can reach
     if all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
         state = {k[len("module.") :]: v for k, v in state.items()}
     return {k: v for k, v in state.items() if k not in _NON_WEIGHT_KEYS}
@@ -375,19 +374,11 @@ def resolve_weights(name: str, pretrained: str | os.PathLike | None = "default")
         if pretrained == "default":
             return Weights("toy", path=Path(TOY_BACKBONES[name].checkpoint))
         if is_lab_name(pretrained):  # the toy lab's early snapshots of the shipped recipe
-            path = lab_checkpoint(name, pretrained)
-            if not path.is_file():
-                have = ", ".join(lab_checkpoints(name)) or "none"
-                raise FileNotFoundError(
-                    f"toy lab checkpoint {pretrained!r} of {name} is missing ({path}; present: {have}); "
-                    f"make it with `python -m ptnl toy pretrain --backbone {name} --save-at <steps>` (ptnl.toy.lab)"
-                )
-            return Weights("toy", path=path)
+            return Weights("toy", path=existing_lab_checkpoint(name, pretrained))
         if not looks_like_path(pretrained):
             raise ValueError(
                 f"pretrained={pretrained!r} for toy backbone {name}: use 'default' (its shipped checkpoint), "
-                "'step<k>' (a toy lab snapshot, e.g. 'step1500'), None (random weights) or a path to a "
-                "checkpoint file"
+                "'step<k>' (a toy lab snapshot), None (random weights) or a path to a checkpoint file"
             )
         return Weights("file", path=resolve_checkpoint(pretrained))
     if looks_like_path(pretrained):

@@ -295,10 +295,15 @@ def lab_heatmaps(
     return fig
 
 
+RATIO_CLIP = 2.0  # lab_factor_lines draws cell ratios above this at its edge (triangles)
+
+
 def lab_factor_lines(t: pd.DataFrame, title: str | None = None):
-    """Each factor of the lab on its own panel: the drop ratio (top) and the accuracy at 50 %
-    noise (bottom) per level, averaged over the other factors, one line per class-name setting
-    (and Classifier-R's accuracy, dashed); points are the cells behind each mean."""
+    """Each factor of the lab on its own panel, per level, one line per class-name setting: the
+    drop ratio (top; the ratio of the mean drops over the other factors' cells, as a drop-ratio
+    table's mean row) and the accuracy at 50 % noise (bottom, averaged; Classifier-R dashed).
+    Points are the cells behind each line; a cell ratio above ``RATIO_CLIP`` (Classifier-R lost
+    almost nothing there) is drawn at the edge as a triangle."""
     from matplotlib.lines import Line2D
 
     factors = [
@@ -316,13 +321,19 @@ def lab_factor_lines(t: pd.DataFrame, title: str | None = None):
         levels = sorted(t[f].unique(), key=lambda v: (isinstance(v, str) and v != "ckpt", v))
         pos = {v: i for i, v in enumerate(levels)}
         for names, g in t.groupby("class_names", sort=True):
-            xs = g[f].map(pos)
-            for ax, value in ((ax_r, "ratio"), (ax_a, "noisy")):
-                ax.scatter(xs, g[value], s=8, color=line_color[names], alpha=0.3, linewidths=0)
-                m = g.groupby(f)[value].mean().reindex(levels)
-                ax.plot(
-                    range(len(levels)), m.to_numpy(float), marker="o", markersize=4, color=line_color[names]
-                )
+            xs, color = g[f].map(pos), line_color[names]
+            over = g["ratio"] > RATIO_CLIP
+            ax_r.scatter(xs[~over], g["ratio"][~over], s=8, color=color, alpha=0.3, linewidths=0)
+            ax_r.scatter(
+                xs[over], np.full(int(over.sum()), RATIO_CLIP), s=14, marker="^", color=color, alpha=0.5
+            )
+            ax_a.scatter(xs, g["noisy"], s=8, color=color, alpha=0.3, linewidths=0)
+            by = g.groupby(f)
+            pooled = (by["drop"].mean() / by["ref_drop"].mean()).reindex(levels)
+            ax_r.plot(range(len(levels)), pooled.to_numpy(float), marker="o", markersize=4, color=color)
+            acc = by["noisy"].mean().reindex(levels)
+            ax_a.plot(range(len(levels)), acc.to_numpy(float), marker="o", markersize=4, color=color)
+        ax_r.set_ylim(0, RATIO_CLIP * 1.05)
         ref = t[t["class_names"] == t["class_names"].iloc[0]].groupby(f)["ref_noisy"].mean().reindex(levels)
         ax_a.plot(
             range(len(levels)),

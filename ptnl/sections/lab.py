@@ -196,7 +196,7 @@ def cell_table(
     rates kept together (they share the few-shot images, the noise and the initialisation).
     Accuracies and shares in percent; ``ratio`` = drop / Classifier-R's drop (NaN where
     Classifier-R loses nothing); ``gain_zero_shot`` = clean accuracy minus zero-shot's."""
-    per = _per_seed(df, noise_rate)
+    per = _per_seed(df, noise_rate) if len(df) and "test_acc" in df else pd.DataFrame()
     if per.empty:
         return pd.DataFrame(columns=[*CELL, "class_names", *OUTCOMES, "n_seeds"])
     cols = ["clean", "noisy", "ref_clean", "ref_noisy", "wrong_fit", "ref_wrong_fit", "zero_shot"]
@@ -244,6 +244,8 @@ def show_cells(t: pd.DataFrame) -> str:
             "head 0%": t["clean"].round(1),
             "head 50%": t["noisy"].round(1),
             "head drop": [iv(r, "drop", 1) for _, r in t.iterrows()],
+            "C-R 0%": t["ref_clean"].round(1),
+            "C-R 50%": t["ref_noisy"].round(1),
             "C-R drop": t["ref_drop"].round(1),
             "ratio": [iv(r, "ratio", 2) for _, r in t.iterrows()],
             "head - ZS": [iv(r, "gain_zero_shot", 1) for _, r in t.iterrows()],
@@ -384,16 +386,16 @@ def lab_claims(t: pd.DataFrame) -> list[dict]:
 
 SECTION = Section(
     "09_toy_lab",
-    "The toy lab: where the paper's robustness appears (classes, shots, embedding strength, class names, temperature)",
+    "The toy lab (beyond the paper): classes, shots, embedding strength, class names, temperature",
     lab_runs,
     claims={"lab": lab_claims},
 )
 
 
 def checkpoint_table(df: pd.DataFrame, backbone: str) -> pd.DataFrame:
-    """Per checkpoint of the grid: pretraining steps, the loss there and the temperature the shipped
-    rule gave it (its json), zero-shot accuracy on the toy set's four tasks (its json, mean) and
-    on each lab task (this grid's zero-shot runs), in percent."""
+    """Per checkpoint of the grid: pretraining steps, the temperature it learned and the one the
+    shipped rule gave it (its json), zero-shot accuracy on the toy set's four tasks (its json,
+    mean) and on each lab task (this grid's zero-shot runs), in percent."""
     import json
 
     from ptnl.models.weights import resolve_weights
@@ -407,8 +409,8 @@ def checkpoint_table(df: pd.DataFrame, backbone: str) -> pd.DataFrame:
         row = {
             "checkpoint": ckpt,
             "steps": strength(ckpt),
-            "loss": meta["final_loss"] if ckpt == "default" else meta["loss_at_step"],
-            "temperature": meta["temperature"]["shipped"],
+            "learned T": meta["temperature"]["learned"],
+            "calibrated T": meta["temperature"]["shipped"],
             "toy set zero-shot": round(100 * float(np.mean(list(toy.values()))), 1) if toy else np.nan,
         }
         for c in zs.columns:

@@ -25,7 +25,7 @@ read as YAML scalars (``0.5``, ``true``, ``null``), dotted keys reach into dicts
 The other subcommands: ``plan`` (what a parameter set's notebooks will run), ``notebooks run|refs``
 (``ptnl.tools.notebooks``), ``bench`` (``ptnl.tools.bench``), ``gpu-check``
 (``ptnl.tools.gpucheck``), ``fidelity`` (``ptnl.tools.fidelity``) and ``toy pretrain|sanity``
-(``ptnl.toy.pretrain``, ``ptnl.toy.sanity``). Each of those modules declares its own flags
+(``ptnl.toy.pretrain``, ``ptnl.toy.sanity``, ``ptnl.toy.snapshots``). Each of those modules declares its own flags
 (``add_arguments(parser)``) and runs them (``command(args)``, the exit status).
 """
 
@@ -45,7 +45,7 @@ from ptnl.data.noise import KINDS as NOISE_KINDS
 from ptnl.report import stats, tables
 from ptnl.tools import bench, docs, fidelity, gpucheck, notebooks, shipped
 from ptnl.tools.plan import plan
-from ptnl.toy import pretrain, sanity
+from ptnl.toy import pretrain, sanity, snapshots
 from ptnl.train import engine
 from ptnl.train.config import (
     CLASS_TOKEN_POSITIONS,
@@ -70,6 +70,7 @@ TOOLS = (
 )
 TOY_TOOLS = (
     ("pretrain", pretrain, "pretrain a toy CLIP on the toy world and write its checkpoint"),
+    ("snapshots", snapshots, "the toy lab's checkpoints: the pretraining recipe saved early (notebook 09)"),
     ("sanity", sanity, "zero-shot and linear-probe accuracy of the toy CLIPs"),
 )
 

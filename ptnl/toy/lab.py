@@ -1,11 +1,12 @@
 """The toy lab's extra checkpoints: the shipped pretraining recipe stopped early.
 
-``python -m ptnl toy pretrain --backbone toy-rn --save-at 500,1500,3000 --stop-at 3000`` reruns
-toy-rn's shipped recipe (its 6000-step cosine schedule, seed, data and thread count) and saves the
-weights after 500, 1500 and 3000 steps as ``checkpoints/lab/toy-rn-step<k>.safetensors``, each
-with its json. A run names one as ``pretrained="step1500"``; ``"default"`` is the shipped, fully
-trained checkpoint. Early checkpoints are weaker image-text embeddings of the same model: the
-lab's lever on the paper's second factor (notebook 09).
+``python -m ptnl toy snapshots --backbone toy-rn --steps 6000 --threads 2 --save-at 500,1500
+--stop-at 1500`` reruns toy-rn's shipped recipe (its 6000-step cosine schedule, seed, data and
+thread count) and saves the weights after 500 and 1500 steps as
+``checkpoints/lab/toy-rn-step<k>.safetensors``, each with its json (``ptnl.toy.snapshots``).
+A run names one as ``pretrained="step1500"``; ``"default"`` is the shipped, fully trained
+checkpoint. Early checkpoints are weaker image-text embeddings of the same model: the lab's
+lever on the paper's second factor (notebook 09).
 
 Each snapshot gets its temperature by the shipped checkpoints' rule (``ptnl.toy.calibrate``), so
 the embedding's strength and the heads' temperature stay separate factors.
@@ -38,15 +39,29 @@ def lab_checkpoint(backbone: str, name: str) -> Path:
     return toy_checkpoint_dir() / LAB_DIR / f"{backbone}-step{int(m.group(1))}.safetensors"
 
 
+def existing_lab_checkpoint(backbone: str, name: str) -> Path:
+    """``lab_checkpoint``, or a FileNotFoundError saying what is present and how to make it."""
+    path = lab_checkpoint(backbone, name)
+    if not path.is_file():
+        have = ", ".join(lab_checkpoints(backbone)) or "none"
+        raise FileNotFoundError(
+            f"toy lab checkpoint {name!r} of {backbone} is missing ({path}; present: {have}); make it with "
+            f"`python -m ptnl toy snapshots --backbone {backbone} --save-at <steps>` (ptnl.toy.lab)"
+        )
+    return path
+
+
 def is_lab_name(name) -> bool:
     return isinstance(name, str) and _NAME.match(name) is not None
 
 
 def lab_checkpoints(backbone: str) -> list[str]:
     """The lab checkpoint names present for ``backbone``, by step."""
+    pattern = re.compile(rf"{re.escape(backbone)}-step(\d+)")
     found = sorted(
-        int(p.stem.rsplit("step", 1)[1])
+        int(m.group(1))
         for p in (toy_checkpoint_dir() / LAB_DIR).glob(f"{backbone}-step*.safetensors")
+        if (m := pattern.fullmatch(p.stem))
     )
     return [f"step{k}" for k in found]
 

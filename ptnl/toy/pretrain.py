@@ -295,20 +295,6 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         "--no-eval", action="store_true", help="skip the zero-shot evaluation recorded in the json"
     )
     ap.add_argument(
-        "--save-at",
-        type=_steps_list,
-        default=(),
-        help="comma-separated step counts: save the toy lab's snapshots there "
-        "(<out-dir>/lab/<backbone>-step<k>.safetensors, shrunk, temperature by the shipped rule; "
-        "ptnl.toy.lab); no final checkpoint is written",
-    )
-    ap.add_argument(
-        "--stop-at",
-        type=int,
-        default=None,
-        help="with --save-at: stop after this many steps of the --steps schedule (default: the last save)",
-    )
-    ap.add_argument(
         "--recalibrate",
         action="store_true",
         help="do not train: set the temperature of the checkpoint in --out-dir by the shipped rule "
@@ -316,26 +302,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
 
 
-def _steps_list(text: str) -> tuple[int, ...]:
-    try:
-        steps = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected step counts like 500,1500,3000, got {text!r}") from None
-    if not steps or steps[0] < 1:
-        raise argparse.ArgumentTypeError(f"step counts must be >= 1, got {text!r}")
-    return steps
-
-
 def command(args: argparse.Namespace) -> int:
-    """Pretrain and write the checkpoint and its json (``--recalibrate``: only set the temperature;
-    ``--save-at``: the toy lab's snapshots instead)."""
+    """Pretrain and write the checkpoint and its json (``--recalibrate``: only set the temperature)."""
     if args.recalibrate:
         recalibrate(args.backbone, args.out_dir)
         return 0
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        _pretrain_snapshots(args) if args.save_at else _pretrain(args)
+        _pretrain(args)
     finally:
         torch.set_num_threads(previous)  # a caller in the same process (the tests) keeps its own
     return 0
@@ -417,80 +392,3 @@ def _pretrain(args):
     print(json.dumps({k: record[k] for k in ("backbone", "sha256", "final_loss", "train_time_s")}))
     if "zero_shot_test_acc" in record:
         print(json.dumps(record["zero_shot_test_acc"]))
-
-
-def reachable_tokens(tokenizer, pretrain_tokens: np.ndarray) -> list[int]:
-    """Every token id a toy run can feed the text tower: the pretraining captions', every toy
-    task's prompts (its template and CLIP's ensemble), CoOp's context placeholder, SOT/EOT."""
-    from ptnl.data.templates import SIMPLE_TEMPLATES
-    from ptnl.models.prompts import PLACEHOLDER
-    from ptnl.toy.tasks import TASKS
-
-    texts = [PLACEHOLDER]
-    for task in TASKS.values():
-        for template in (task.template, *SIMPLE_TEMPLATES):
-            texts += [template.format(name) for name in task.classnames]
-    ids = set(np.unique(pretrain_tokens).tolist()) | set(np.unique(tokenizer(texts).numpy()).tolist())
-    return sorted(ids)
-
-
-def _pretrain_snapshots(args):
-    """The toy lab's checkpoints (``ptnl.toy.lab``): the shipped recipe, saved after each of
-    ``--save-at`` steps and stopped at ``--stop-at``; each snapshot calibrated and shrunk."""
-    from safetensors.torch import load_file, save_file
-
-    from ptnl.toy.lab import LAB_DIR, shrink_state
-
-    hp = {k: getattr(args, k) for k in DEFAULTS}
-    hp["steps"] = hp["steps"] or STEPS[args.backbone]
-    stop = args.stop_at or args.save_at[-1]
-    if not args.save_at[-1] <= stop <= hp["steps"]:
-        raise ValueError(
-            f"--save-at {args.save_at} and --stop-at {stop} must lie within the {hp['steps']}-step schedule"
-        )
-    out = args.out_dir / LAB_DIR
-    as_trained = {}
-
-    def on_step(k, model):
-        if k in args.save_at:  # the fp32 weights as trained, rounded to fp16 as the shipped ones
-            as_trained[k] = save_checkpoint(model, out / f"{args.backbone}-step{k}.safetensors")
-
-    model, tokenizer, stats = train(args.backbone, **hp, stop_at=stop, on_step=on_step)
-    _, pretrain_tokens = pretrain_data(hp["n_images"], tokenizer, model.context_length, hp["web_camera_rate"])
-    keep = reachable_tokens(tokenizer, pretrain_tokens)
-    import open_clip
-
-    for k in args.save_at:
-        ckpt = out / f"{args.backbone}-step{k}.safetensors"
-        model_k, preprocess, tok = load_toy_model(args.backbone, ckpt)
-        learned = float(model_k.logit_scale.exp())
-        calibration = calibrated_temperature(
-            zero_shot_cosines(model_k, preprocess, tok), TARGET_ZERO_SHOT_ECE[args.backbone]
-        )
-        sd = load_file(str(ckpt))
-        sd["logit_scale"] = torch.tensor(math.log(calibration["shipped"])).to(sd["logit_scale"].dtype)
-        save_file(shrink_state(sd, "token_embedding.weight", keep), str(ckpt))
-        curve = stats["loss_curve"]
-        record = {
-            "backbone": args.backbone,
-            "step": k,
-            "schedule_steps": hp["steps"],
-            "sha256": sha256_file(ckpt),
-            "sha256_as_trained": as_trained[k],
-            "world_sha256": _world_hash(),
-            "command": f"python -m ptnl toy pretrain --backbone {args.backbone} --steps {hp['steps']} "
-            f"--threads {args.threads} --save-at {','.join(map(str, args.save_at))} --stop-at {stop}",
-            "training": {**hp, "threads": args.threads, "stopped_at": stop},
-            "token_embedding_rows_kept": len(keep),
-            "temperature": {"learned": round(learned, 2), **calibration, "rule": TEMPERATURE_RULE},
-            "loss_at_step": curve[min(k // 50, len(curve)) - 1] if k >= 50 else None,
-            "versions": {
-                "torch": torch.__version__,
-                "open_clip": open_clip.__version__,
-                "numpy": np.__version__,
-            },
-        }
-        if not args.no_eval:
-            record["zero_shot_test_acc"] = zero_shot_table(args.backbone, checkpoint=ckpt)
-        ckpt.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-        print(json.dumps({k_: record.get(k_) for k_ in ("backbone", "step", "sha256", "zero_shot_test_acc")}))
