@@ -314,7 +314,7 @@ def test_bench_cli_smoke(tmp_path):
     ]
     res = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
-    assert "| ptnl-tiny | exact |" in res.stdout
+    assert "| ptnl-tiny | 37 | exact |" in res.stdout
     assert [r["mode"] for r in json.loads(out.read_text())["rows"]] == ["reference", "exact", "views"]
 
 
