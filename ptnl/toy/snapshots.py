@@ -32,6 +32,7 @@ from ptnl.toy.pretrain import (
     DEFAULTS,
     STEPS,
     _world_hash,
+    build_model,
     pretrain_data,
     save_checkpoint,
     sha256_file,
@@ -120,15 +121,18 @@ def _snapshots(args):
         f"python -m ptnl toy snapshots --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}"
         f" --save-at {','.join(map(str, args.save_at))} --stop-at {stop}"
     )
+    training = {**hp, "threads": args.threads, "stopped_at": stop}
+    keep = _keep(args.backbone, training)  # the same rows for every snapshot: read the captions once
     for k in args.save_at:
-        finish_snapshot(
-            args.backbone,
-            out,
-            k,
-            {**hp, "threads": args.threads, "stopped_at": stop},
-            command,
-            evaluate=not args.no_eval,
-        )
+        finish_snapshot(args.backbone, out, k, training, command, evaluate=not args.no_eval, keep=keep)
+
+
+def _keep(backbone: str, training: dict) -> list[int]:
+    model, tokenizer = build_model(backbone, 0)
+    _, tokens = pretrain_data(
+        training["n_images"], tokenizer, model.context_length, training["web_camera_rate"]
+    )
+    return reachable_tokens(tokenizer, tokens)
 
 
 def raw_snapshot(out: Path, backbone: str, step: int) -> Path:
@@ -137,12 +141,18 @@ def raw_snapshot(out: Path, backbone: str, step: int) -> Path:
 
 
 def finish_snapshot(
-    backbone: str, out: Path, step: int, training: dict, command: str, evaluate: bool = True
+    backbone: str,
+    out: Path,
+    step: int,
+    training: dict,
+    command: str,
+    evaluate: bool = True,
+    keep: list[int] | None = None,
 ) -> dict:
     """Turn the as-trained snapshot ``raw_snapshot(out, backbone, step)`` into the lab checkpoint
     ``<out>/<backbone>-step<step>.safetensors`` and its json: temperature by the shipped rule,
-    token-embedding rows shrunk to those a toy run can reach, written atomically; the raw file
-    is then removed. Returns the json record."""
+    token-embedding rows shrunk to ``keep`` (default: those a toy run can reach), written
+    atomically; the raw file is then removed. Returns the json record."""
     import open_clip
     from safetensors.torch import load_file, save_file
 
@@ -152,10 +162,7 @@ def finish_snapshot(
     calibration = calibrated_temperature(
         zero_shot_cosines(model, preprocess, tokenizer), TARGET_ZERO_SHOT_ECE[backbone]
     )
-    _, pretrain_tokens = pretrain_data(
-        training["n_images"], tokenizer, model.context_length, training["web_camera_rate"]
-    )
-    keep = reachable_tokens(tokenizer, pretrain_tokens)
+    keep = _keep(backbone, training) if keep is None else keep
     sd = load_file(str(raw))
     sd["logit_scale"] = torch.tensor(math.log(calibration["shipped"])).to(sd["logit_scale"].dtype)
     tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
