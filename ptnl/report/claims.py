@@ -67,7 +67,7 @@ def _measure(spec: dict, s: pd.DataFrame | None) -> tuple[float, str]:
         if v.empty:
             return math.nan, ""
         holds = (v > spec["threshold"]) if spec["direction"] == ">" else (v < spec["threshold"])
-        if spec.get("over", "mean") == "worst":
+        if spec["over"] == "worst":
             value = v.min() if spec["direction"] == ">" else v.max()
         else:
             value = v.mean()
