@@ -3,13 +3,15 @@
 import pytest
 
 from ptnl.report import figures
-from ptnl.train import methods, trainers
+from ptnl.train import methods, robust, trainers
 from ptnl.train.config import RunConfig
 
 
 def test_every_family_has_a_trainer_and_every_run_method_builds_a_config():
     families = {m.trainer for m in methods.METHODS.values()}
-    assert families - {"upl"} == set(trainers.TRAINERS)  # upl trains through engine.train_group
+    # upl trains through engine.train_group; the robust learners' loops are ptnl.train.robust's
+    assert families - {"upl"} == set(trainers.TRAINERS) | set(robust.TRAINERS)
+    assert not set(trainers.TRAINERS) & set(robust.TRAINERS)
     for name in methods.RUN_METHODS:
         m = methods.get(name)
         c = RunConfig(dataset="toy-shapes", method=name, feature_mode=m.feature_mode or "views")

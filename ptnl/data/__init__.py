@@ -5,6 +5,10 @@
   in ``ptnl.data.specs``), or a "toy-*" task (``ptnl.toy.tasks.load_task``); ``on_disk(name)``
   says cheaply whether it would find the files, ``disk_status(name)`` (``ptnl.data.disk``) also
   parses the split files and says what is wrong in one line.
+- ``NOISY_DATASETS``, ``load_noisy_set(name)``, ``noisy_on_disk(name)`` (``ptnl.data.noisy_sets``):
+  the real noisy-label benchmarks Food101N, CIFAR10N-{aggre,worse,random1..3,clean}, CIFAR100N(-clean),
+  read as they ship (``load_dataset`` dispatches to them too); their ``Dataset.train_true_labels``
+  holds the ground truth where known (-1 elsewhere), ``train.labels`` the noisy labels.
 - ``register_dataset(ds)``, ``unregister_dataset(name)``, ``registered(name)``: hand ptnl a
   ``Dataset`` that no loader on disk knows (``ptnl.data.registry``); ``get_dataset(name)``
   (``ptnl.data.readers``) is what a run loads: the registered one, else ``load_dataset(name)``
@@ -15,21 +19,25 @@
   An unreadable image raises ``ImageReadError`` (an OSError and a ValueError) naming the file.
 - ``fewshot_indices(labels, shots, seed, allow_fewer=False)``: K images per class from a train
   split (``ptnl.data.sampling``; its random stream is independent of the noise's).
-- ``TEMPLATES``, ``SIMPLE_TEMPLATES``, ``ensemble_templates(name)`` (``ptnl.data.templates``).
+- ``TEMPLATES``, ``NOISY_TEMPLATES``, ``SIMPLE_TEMPLATES``, ``ensemble_templates(name)``
+  (``ptnl.data.templates``).
 """
 
 from ptnl.data.base import Dataset, ImageReadError, Split
 from ptnl.data.disk import CORRUPT, MISSING, DiskStatus, check_images, disk_status, identity
+from ptnl.data.noisy_sets import NOISY_DATASETS, load_noisy_set, noisy_on_disk
 from ptnl.data.readers import get_dataset, load_dataset, on_disk
 from ptnl.data.registry import register_dataset, registered, unregister_dataset
 from ptnl.data.sampling import SHOTS, fewshot_indices, rng_stream
 from ptnl.data.specs import DATASETS, PAPER_DATASETS, SOURCES, SPECS, clean_classname, resolve_name
-from ptnl.data.templates import SIMPLE_TEMPLATES, TEMPLATES, ensemble_templates
+from ptnl.data.templates import NOISY_TEMPLATES, SIMPLE_TEMPLATES, TEMPLATES, ensemble_templates
 
 __all__ = [
     "CORRUPT",
     "DATASETS",
     "MISSING",
+    "NOISY_DATASETS",
+    "NOISY_TEMPLATES",
     "PAPER_DATASETS",
     "SHOTS",
     "SIMPLE_TEMPLATES",
@@ -48,6 +56,8 @@ __all__ = [
     "get_dataset",
     "identity",
     "load_dataset",
+    "load_noisy_set",
+    "noisy_on_disk",
     "on_disk",
     "register_dataset",
     "registered",

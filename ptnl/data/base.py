@@ -95,11 +95,28 @@ class Dataset:
     test: Split
     split_source: str  # where the split came from: "coop-split", "torchvision", "toy", ...; recorded in runs
     root: str | None = None  # folder the images were read from (None for the toy world)
+    # The ground truth of each train image where known, -1 where not (int64 [len(train)]), for data
+    # whose train labels are noisy as shipped (ptnl.data.noisy_sets); train.labels is what training
+    # sees. None: no ground truth apart from train.labels (every other dataset).
+    train_true_labels: np.ndarray | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "classnames", tuple(self.classnames))
         if self.template.count("{}") != 1:
             raise ValueError(f"template {self.template!r} must contain exactly one '{{}}' for the class name")
+        if self.train_true_labels is not None:
+            true = np.asarray(self.train_true_labels)
+            if true.ndim != 1 or len(true) != len(self.train) or not np.issubdtype(true.dtype, np.integer):
+                raise ValueError(
+                    f"{self.name}: train_true_labels must be integers, one per train image "
+                    f"({len(self.train)}), got {true.dtype} {true.shape}"
+                )
+            if len(true) and (true.min() < -1 or true.max() >= len(self.classnames)):
+                raise ValueError(
+                    f"{self.name}: train_true_labels must be -1 (unknown) or in [0, {len(self.classnames)}), "
+                    f"got values in [{true.min()}, {true.max()}]"
+                )
+            object.__setattr__(self, "train_true_labels", true.astype(np.int64))
 
     @property
     def n_classes(self) -> int:
@@ -112,7 +129,8 @@ class Dataset:
 
     def fingerprint(self) -> str:
         """``"<split_source>:<16 hex digits>"``: a sha256 of the name, split source, template, class
-        names (cleaned) and, for train, val and test in turn, the ordered refs and labels.
+        names (cleaned) and, for train, val and test in turn, the ordered refs and labels; then the
+        train images' true labels, if the dataset has them (``train_true_labels``).
 
         Exact for everything but the pixels: an image file replaced under the same ref is not
         seen (hashing 1.28M files is not cheap). The image folder is left out, so moving the data
@@ -135,6 +153,11 @@ class Dataset:
                 if sp is not None:
                     put("\0".join(sp.refs).encode())  # a path never holds a NUL
                     put(sp.labels.astype("<i8").tobytes())
+            # Only when there are true labels, so every other dataset keeps the fingerprint (and the
+            # run ids) it had before the field existed.
+            if self.train_true_labels is not None:
+                put(b"train_true_labels")
+                put(self.train_true_labels.astype("<i8").tobytes())
             cached = f"{self.split_source}:{h.hexdigest()[:16]}"
             self.__dict__["_fingerprint"] = cached  # frozen dataclass: bypass __setattr__
         return cached

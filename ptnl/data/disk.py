@@ -6,6 +6,9 @@ the one-line status `make plan` prints.
   ``MISSING`` or ``CORRUPT`` when it would fail; memoised on the stat of the files that pick the
   route and hold the split (``_watched``).
 - ``disk_status(name)``: a ``DiskStatus`` (state, one line) saying what is wrong, if anything.
+
+The noisy-label benchmarks (``ptnl.data.noisy_sets``) are judged by loading them, their identity
+memoised on the stat of ``noisy_watched``'s files.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ptnl.data.base import ImageFiles, Split
+from ptnl.data.noisy_sets import load_noisy_set, noisy_name, noisy_watched
 from ptnl.data.readers import (
     coop_available,
     first_existing,
@@ -124,14 +128,22 @@ def identity(name: str, root: str | Path | None = None) -> str:
             except ValueError:  # no such toy task: loading it says so, with the names that exist
                 return MISSING
         return _TOY_IDENTITIES[name]
-    spec = SPECS[resolve_name(name)]
     root = resolve_root(root)
-    memo_key, disk_key = (spec.name, str(root)), tuple(_stat(root / p) for p in _watched(spec))
+    if (noisy := noisy_name(name)) is not None:
+        disk_key = tuple(_stat(p) for p in noisy_watched(noisy, root))
+        return _memoised((noisy, str(root)), disk_key, lambda: load_noisy_set(noisy, root))
+    spec = SPECS[resolve_name(name)]
+    disk_key = tuple(_stat(root / p) for p in _watched(spec))
+    return _memoised((spec.name, str(root)), disk_key, lambda: load_dataset(spec.name, root))
+
+
+def _memoised(memo_key: tuple[str, str], disk_key: tuple, load) -> str:
+    """``load().fingerprint()``, MISSING or CORRUPT, recomputed only when ``disk_key`` changes."""
     hit = _IDENTITIES.get(memo_key)
     if hit is not None and hit[0] == disk_key:
         return hit[1]
     try:
-        ident = load_dataset(spec.name, root).fingerprint()
+        ident = load().fingerprint()
     except FileNotFoundError:
         ident = MISSING
     except ValueError:
@@ -157,8 +169,10 @@ def disk_status(name: str, root: str | Path | None = None) -> DiskStatus:
         return DiskStatus("ok", f"{name}: registered in memory (ptnl.data.register_dataset)")
     if isinstance(name, str) and name.lower().startswith("toy-"):
         return DiskStatus("ok", f"{name}: toy task, rendered on demand")
-    spec = SPECS[resolve_name(name)]
     root = resolve_root(root)
+    if (noisy := noisy_name(name)) is not None:
+        return _noisy_status(noisy, root)
+    spec = SPECS[resolve_name(name)]
     if spec.name == "ImageNet":
         return _imagenet_status(spec, root)
     if coop_available(spec, root):
@@ -187,6 +201,20 @@ def disk_status(name: str, root: str | Path | None = None) -> DiskStatus:
         "missing",
         f"{spec.name} is not on disk under {root}; load_dataset({spec.name!r}) says which files it needs "
         "and where they come from",
+    )
+
+
+def _noisy_status(name: str, root: Path) -> DiskStatus:
+    # Loading is the only check there is: the lists are the split (Food-101N's ~310k lines take ~1 s).
+    try:
+        ds = load_noisy_set(name, root)
+    except FileNotFoundError as e:
+        return DiskStatus("missing", str(e).splitlines()[0])
+    except ValueError as e:
+        return DiskStatus("corrupt", f"{name}: {e}")
+    known = int((ds.train_true_labels >= 0).sum())
+    return DiskStatus(
+        "ok", f"{name}: {len(ds.train)} train images ({known} with a known true label), images in {ds.root}"
     )
 
 

@@ -70,9 +70,9 @@ PAPER_NOISE_RATES = (0.0, 0.125, 0.25, 0.5)
 
 @dataclass(frozen=True, eq=False)
 class NoisyLabels:
-    true: np.ndarray  # int64 [N], ground truth
+    true: np.ndarray  # int64 [N], ground truth; -1 where unknown (real noisy labels, Food-101N)
     noisy: np.ndarray  # int64 [N], what training sees
-    is_noisy: np.ndarray  # bool [N], noisy != true
+    is_noisy: np.ndarray  # bool [N], noisy != true where the truth is known
     kind: str
     noise_rate: float
     seed: int
@@ -80,11 +80,16 @@ class NoisyLabels:
     def __post_init__(self):
         if not (self.true.shape == self.noisy.shape == self.is_noisy.shape):
             raise ValueError("true, noisy and is_noisy must have the same shape")
-        if not np.array_equal(self.is_noisy, self.noisy != self.true):
-            raise ValueError("is_noisy must equal (noisy != true)")
+        if not np.array_equal(self.is_noisy, (self.noisy != self.true) & self.known):
+            raise ValueError("is_noisy must equal (noisy != true) where the truth is known")
 
     def __len__(self) -> int:
         return len(self.true)
+
+    @property
+    def known(self) -> np.ndarray:
+        """bool [N]: samples whose true label is known (all, but for real noisy labels)."""
+        return self.true >= 0
 
     @property
     def n_noisy(self) -> int:
@@ -92,8 +97,10 @@ class NoisyLabels:
 
     @property
     def actual_rate(self) -> float:
-        """Fraction of samples whose label is wrong (== noise_rate up to per-class rounding)."""
-        return float(self.is_noisy.mean()) if len(self) else 0.0
+        """Fraction of samples whose label is wrong (== noise_rate up to per-class rounding), among
+        those whose truth is known."""
+        known = self.known
+        return float(self.is_noisy[known].mean()) if known.any() else 0.0
 
 
 def n_noisy_per_class(noise_rate: float, n: int) -> int:

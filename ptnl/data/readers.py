@@ -24,6 +24,7 @@ cleans them (its datasets/*.py), whichever route they came by, so prompts are th
 
 ``load_dataset`` is the one entry point: a dataset registered in memory under the name
 (``ptnl.data.registry``) comes first, then "toy-*" names (``ptnl.toy.tasks.load_task``), then the
+real noisy-label benchmarks (``ptnl.data.noisy_sets``: Food101N, CIFAR10N-*, CIFAR100N), then the
 files above. ``on_disk`` says cheaply whether it would find them. ``get_dataset`` is what a run
 reads: the same, loaded once per process (a sweep loads each dataset once).
 """
@@ -39,6 +40,7 @@ import numpy as np
 
 from ptnl.core.paths import data_root
 from ptnl.data.base import Dataset, ImageFiles, Split
+from ptnl.data.noisy_sets import load_noisy_set, noisy_name, noisy_on_disk
 from ptnl.data.registry import registered
 from ptnl.data.sampling import split_per_class
 from ptnl.data.specs import (
@@ -358,6 +360,8 @@ def on_disk(name: str, root: str | Path | None = None) -> bool:
         return True  # held in memory
     if isinstance(name, str) and name.lower().startswith("toy-"):
         return True  # rendered on demand
+    if (noisy := noisy_name(name)) is not None:
+        return noisy_on_disk(noisy, resolve_root(root))
     spec = SPECS[resolve_name(name)]
     root = resolve_root(root)
     if coop_available(spec, root):
@@ -368,7 +372,8 @@ def on_disk(name: str, root: str | Path | None = None) -> bool:
 def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> Dataset:
     """The dataset ``name`` (see the module docstring for ``source``): the one registered under
     ``name`` if there is one (``ptnl.data.register_dataset``), else "toy-*" names go to
-    ``ptnl.toy.tasks`` and the others are read from disk.
+    ``ptnl.toy.tasks``, noisy-label benchmarks to ``ptnl.data.noisy_sets`` (one layout each: only
+    ``source="auto"``), and the others are read from disk.
 
     ``root`` is the folder holding all datasets (default ``ptnl.core.paths.data_root()``, i.e.
     ``$PTNL_DATA`` or ``data/``); registered datasets and the toy world ignore it, and ``source``.
@@ -379,6 +384,10 @@ def load_dataset(name: str, root: str | Path | None = None, source: str = "auto"
             return held
     if isinstance(name, str) and name.lower().startswith("toy-"):
         return toy_tasks.load_task(name)
+    if (noisy := noisy_name(name)) is not None:
+        if source != "auto":
+            raise ValueError(f"{noisy} has one layout (ptnl.data.noisy_sets), not source={source!r}")
+        return load_noisy_set(noisy, resolve_root(root))
     spec = SPECS[resolve_name(name)]
     if source not in SOURCES:
         raise ValueError(f"source={source!r}; use one of {SOURCES}")

@@ -8,6 +8,11 @@ keyed by our dataset names. UPL/PTNL's zero-shot pass uses it alone.
 ``ZeroshotCLIP2`` ensembles them, plus the dataset's own template for every dataset but ImageNet,
 by averaging the L2-normalised text features and normalising again; ``ensemble_templates``
 returns that list (fresh each call: CoOp's ``self.templates +=`` grew a class attribute).
+
+``NOISY_TEMPLATES`` holds the real-noise benchmarks' (``ptnl.data.noisy_sets``), apart from
+``TEMPLATES`` because that one is CoOp's table, one per dataset of ``ptnl.data.specs``:
+Food-101N's is Food101's (the same 101 classes), CIFAR's is CoOp's generic "a photo of a {}."
+(CoOp has no CIFAR config).
 """
 
 from __future__ import annotations
@@ -26,6 +31,23 @@ TEMPLATES = {
     "ImageNet": "a photo of a {}.",
 }
 
+NOISY_TEMPLATES = {
+    "Food101N": TEMPLATES["Food101"],
+    **{
+        name: "a photo of a {}."
+        for name in (
+            "CIFAR10N-aggre",
+            "CIFAR10N-worse",
+            "CIFAR10N-random1",
+            "CIFAR10N-random2",
+            "CIFAR10N-random3",
+            "CIFAR10N-clean",
+            "CIFAR100N",
+            "CIFAR100N-clean",
+        )
+    },
+}
+
 SIMPLE_TEMPLATES = (
     "itap of a {}.",
     "a bad photo of the {}.",
@@ -38,8 +60,9 @@ SIMPLE_TEMPLATES = (
 
 
 def ensemble_templates(dataset: str) -> list[str]:
-    """CoOp's ZeroshotCLIP2 ensemble for ``dataset`` (a name in TEMPLATES)."""
-    if dataset not in TEMPLATES:
-        raise ValueError(f"no template for {dataset!r}; known datasets: {', '.join(TEMPLATES)}")
-    extra = [] if dataset == "ImageNet" else [TEMPLATES[dataset]]
+    """CoOp's ZeroshotCLIP2 ensemble for ``dataset`` (a name in TEMPLATES or NOISY_TEMPLATES)."""
+    known = {**TEMPLATES, **NOISY_TEMPLATES}
+    if dataset not in known:
+        raise ValueError(f"no template for {dataset!r}; known datasets: {', '.join(known)}")
+    extra = [] if dataset == "ImageNet" else [known[dataset]]
     return [*SIMPLE_TEMPLATES, *extra]

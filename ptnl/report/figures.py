@@ -63,7 +63,7 @@ def sequential_colors(variants: Sequence[str], cmap: str = "viridis") -> dict[st
     return {v: mpl.colors.to_hex(cm(0.85 * i / n)) for i, v in enumerate(variants)}
 
 
-def _panels(n: int, ncols: int, width: float = 2.6, height: float = 2.3):
+def panels(n: int, ncols: int, width: float = 2.6, height: float = 2.3):
     import matplotlib.pyplot as plt
 
     ncols = max(1, min(ncols, n))
@@ -75,7 +75,7 @@ def _panels(n: int, ncols: int, width: float = 2.6, height: float = 2.3):
     return fig, flat[:n]
 
 
-def _curve(ax, s: pd.DataFrame, x: str, color: str, style: dict, band: bool = True):
+def curve(ax, s: pd.DataFrame, x: str, color: str, style: dict, band: bool = True):
     s = s.sort_values(x)
     xs = s[x].to_numpy(dtype=float) * (100.0 if x == "noise_rate" else 1.0)
     ys = s["mean"].to_numpy(dtype=float)
@@ -107,14 +107,14 @@ def noise_curves(
     colors = colors_for(variants, colors)
     names = {v: (labels or {}).get(v, label(v)) for v in variants}
 
-    fig, axes = _panels(len(datasets) + len(extra), ncols)
+    fig, axes = panels(len(datasets) + len(extra), ncols)
     for ax, d in zip(axes, [*datasets, *extra]):
         mine = d in datasets
         for v in variants:
             if mine:
                 s = ours[(ours["dataset"] == d) & (ours["variant"] == v)]
                 if len(s):
-                    _curve(
+                    curve(
                         ax,
                         s.groupby("noise_rate", as_index=False)[["mean", "std"]].mean(),
                         "noise_rate",
@@ -124,7 +124,7 @@ def noise_curves(
             if paper is not None:
                 p = paper[(paper["dataset"] == d) & (paper["variant"] == v)]
                 if len(p):
-                    _curve(
+                    curve(
                         ax,
                         p.groupby("noise_rate", as_index=False)[["mean", "std"]].mean(),
                         "noise_rate",
@@ -166,12 +166,12 @@ def grad_ratio_curves(
     datasets = list(dict.fromkeys(summary["dataset"]))
     colors = colors_for(variants)
     names = {v: (labels or {}).get(v, label(v)) for v in variants}
-    fig, axes = _panels(len(datasets), ncols)
+    fig, axes = panels(len(datasets), ncols)
     for ax, d in zip(axes, datasets):
         for v in variants:
             s = summary[(summary["dataset"] == d) & (summary["variant"] == v)]
             if len(s):
-                _curve(ax, s, "epoch", colors[v], dict(linestyle="-", marker=None))
+                curve(ax, s, "epoch", colors[v], dict(linestyle="-", marker=None))
         ax.axhline(1.0, color="black", linestyle=":", linewidth=1)
         ax.set_title(d)
         ax.set_xlabel("epoch")
@@ -249,7 +249,7 @@ def lab_heatmaps(
     ckpts = s.drop_duplicates("checkpoint").sort_values("steps")[["checkpoint", "steps"]].to_numpy().tolist()
     temps = sorted(s["temperature"].unique(), key=lambda v: (v != "ckpt", v))
     classes, shots = sorted(s["n_classes"].unique()), sorted(s["shots"].unique())
-    fig, axes = _panels(
+    fig, axes = panels(
         len(ckpts) * len(temps), len(ckpts), width=0.75 * len(shots) + 1.6, height=0.45 * len(classes) + 1.2
     )
     inside = False
@@ -315,7 +315,7 @@ def lab_factor_lines(t: pd.DataFrame, title: str | None = None):
     factors = [(f, x) for f, x in factors if t[f].nunique() > 1] or factors[:1]
     colors = colors_for(["prompt", "cls_tuning", "classifier_r"])
     line_color = {"fixed": colors["prompt"], "learned": colors["cls_tuning"]}
-    fig, axes = _panels(2 * len(factors), len(factors), width=2.6, height=2.2)
+    fig, axes = panels(2 * len(factors), len(factors), width=2.6, height=2.2)
     top, bottom = axes[: len(factors)], axes[len(factors) :]
     for (f, xlabel), ax_r, ax_a in zip(factors, top, bottom):
         levels = sorted(t[f].unique(), key=lambda v: (isinstance(v, str) and v != "ckpt", v))

@@ -12,6 +12,7 @@ from ptnl.sections import (
     appendix,
     architectures,
     attribution,
+    beyond,
     correlated,
     gce,
     gradients,
@@ -35,6 +36,7 @@ SECTIONS: dict[str, Section] = {
         unsupervised,
         appendix,
         lab,
+        beyond,
     )
 }
 

@@ -22,6 +22,9 @@ one machine or several sharing results/, split its runs between them without tra
 ``--set key=v1,v2`` adds (or replaces) an axis and ``--base key=v`` a fixed field; values are
 read as YAML scalars (``0.5``, ``true``, ``null``), dotted keys reach into dicts (``loss_params.q=0.7``).
 
+``noise export --out FILE`` writes a config's noise manifest (``ptnl.data.manifest``): the very
+training set and labels, which ``--noise-kind manifest --noise-file FILE`` trains on again.
+
 The other subcommands: ``plan`` (what a parameter set's notebooks will run), ``notebooks run|refs``
 (``ptnl.tools.notebooks``), ``bench`` (``ptnl.tools.bench``), ``gpu-check``
 (``ptnl.tools.gpucheck``), ``fidelity`` (``ptnl.tools.fidelity``) and ``toy pretrain|sanity``
@@ -41,7 +44,6 @@ import pandas as pd
 import yaml
 
 from ptnl.data.noise import CONFUSION_FROM
-from ptnl.data.noise import KINDS as NOISE_KINDS
 from ptnl.report import stats, tables
 from ptnl.tools import bench, docs, fidelity, gpucheck, notebooks, shipped
 from ptnl.tools.plan import plan
@@ -51,6 +53,7 @@ from ptnl.train.config import (
     CLASS_TOKEN_POSITIONS,
     FEATURE_MODES,
     LOSSES,
+    NOISE_KINDS,
     PRECISIONS,
     REAL_DATASETS,
     RunConfig,
@@ -97,6 +100,7 @@ FIELD_HELP = {
     "loss": "one of " + ", ".join(LOSSES),
     "noise_kind": "one of " + ", ".join(NOISE_KINDS),
     "confusion_from": "confusion noise only: one of " + ", ".join(CONFUSION_FROM),
+    "noise_file": "noise_kind manifest: the CSV to read the training set and labels from",
     "feature_mode": "one of " + ", ".join(FEATURE_MODES),
     "class_token_position": "one of " + ", ".join(CLASS_TOKEN_POSITIONS),
     "precision": "one of " + ", ".join(PRECISIONS),
@@ -220,6 +224,12 @@ def _sweep(ns: argparse.Namespace) -> None:
     sweep(configs, experiment, shard=shard, group_size=ns.group, device=ns.device, workers=ns.workers)
 
 
+def _noise_export(ns: argparse.Namespace) -> None:
+    cfg = _config_from_args(ns)
+    path = engine.export_manifest(cfg, ns.out, device=ns.device)
+    print(f"wrote the noise manifest of run {cfg.run_id} to {path}")
+
+
 def _collect(ns: argparse.Namespace) -> None:
     df = collect(ns.experiment)
     if ns.csv:
@@ -297,6 +307,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p_sw.add_argument("--dry-run", action="store_true", help="list the runs only")
     p_sw.set_defaults(command=_store_command(_sweep))
+
+    p_no = sub.add_parser("noise", help="a run's noisy training set as a file another code base reads")
+    noise_sub = p_no.add_subparsers(dest="noise_cmd", required=True)
+    p_ex = noise_sub.add_parser(
+        "export", help="write a config's noise manifest (sample_id,image_path,true_label,given_label)"
+    )
+    p_ex.add_argument("--out", required=True, help="the CSV file to write")
+    p_ex.add_argument("--device", default=None, help="cpu, cuda (confusion noise reads zero-shot CLIP)")
+    _add_config_flags(p_ex)
+    p_ex.set_defaults(command=_store_command(_noise_export))
 
     p_co = sub.add_parser("collect", help="print (or save) one table of an experiment's finished runs")
     p_co.add_argument("experiment")

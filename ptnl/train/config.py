@@ -22,8 +22,11 @@ from typing import Any
 
 from ptnl.core.checks import choice, is_number
 from ptnl.data import identity as data_identity
+from ptnl.data.manifest import MANIFEST_KIND, manifest_digest
 from ptnl.data.noise import CONFUSION_FROM
-from ptnl.data.noise import KINDS as NOISE_KINDS
+from ptnl.data.noise import KINDS as RELABEL_KINDS
+from ptnl.data.noisy_sets import NOISY_DATASETS
+from ptnl.data.protocols import PROTOCOL_KINDS
 from ptnl.models import losses
 from ptnl.models.clip import FORWARD_PRECISIONS
 from ptnl.models.weights import weights_identity
@@ -31,6 +34,9 @@ from ptnl.train import methods
 from ptnl.train.methods import RUN_METHODS
 
 LOSSES = tuple(losses.LOSSES)
+# ptnl's relabelling of a drawn few-shot set (ptnl.data.noise), the other code bases' protocols
+# (ptnl.data.protocols), and labels read from a noise manifest file (ptnl.data.manifest).
+NOISE_KINDS = (*RELABEL_KINDS, *PROTOCOL_KINDS, MANIFEST_KIND)
 FEATURE_MODES = ("exact", "views", "center")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 # "coop-fp16" is CoOp's PREC=fp16 arithmetic (its trainers/coop.py): every trained parameter and
@@ -85,6 +91,9 @@ class RunConfig:
     # The softmax temperature T of the head's logits T * cos (prompt tuning, Classifier-R/-C,
     # zero-shot, TEnc-FT); None: the checkpoint's own exp(logit_scale), as CoOp. The toy lab's factor.
     temperature: float | None = None
+    # noise_kind="manifest": the CSV its training set and labels are read from (ptnl.data.manifest);
+    # the run id hashes the file's content, so an edited manifest is a new run.
+    noise_file: str | None = None
 
     def __post_init__(self):
         # Coerce the loose types YAML and JSON give us (0 for 0.0) so equal runs hash equally.
@@ -117,7 +126,8 @@ class RunConfig:
     def run_id(self) -> str:
         """Stable 16-hex-digit hash of the canonical JSON, of the weights ``pretrained`` resolves
         to, and of the data ``dataset`` resolves to (``run_identity``): the run's folder name."""
-        return run_identity(self.canonical_json(), self.backbone, self.pretrained, self.dataset)
+        extra = () if self.noise_file is None else (f"manifest:{manifest_digest(self.noise_file)}",)
+        return run_identity(self.canonical_json(), self.backbone, self.pretrained, self.dataset, *extra)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -148,10 +158,10 @@ class RunConfig:
 
 _FIELDS = dataclasses.fields(RunConfig)
 _FIELD_NAMES = tuple(f.name for f in _FIELDS)
-_OPTIONAL = {"pretrained", "ctx_init", "n_views", "temperature"}
+_OPTIONAL = {"pretrained", "ctx_init", "n_views", "temperature", "noise_file"}
 # Fields that enter the run id only when set away from their default: added after results were
 # shipped, their default reproduces those runs exactly, so it keeps those runs' ids.
-HASHED_WHEN_SET = {"temperature": None}
+HASHED_WHEN_SET = {"temperature": None, "noise_file": None}
 _FIELD_TYPES = {
     "dataset": str,
     "backbone": str,
@@ -180,6 +190,7 @@ _FIELD_TYPES = {
     "precision": str,
     "grad_ratio": bool,
     "temperature": float,
+    "noise_file": str,
 }
 assert set(_FIELD_TYPES) == set(_FIELD_NAMES)
 
@@ -204,11 +215,18 @@ def _validate(c: RunConfig) -> None:
             f"confusion_from={c.confusion_from!r} only applies to noise_kind='confusion' "
             f"(got noise_kind={c.noise_kind!r}); leave it at 'matrix'"
         )
+    if (c.noise_kind == MANIFEST_KIND) != (c.noise_file is not None):
+        raise ValueError(
+            "noise_kind='manifest' and noise_file go together: set noise_file to the manifest's path "
+            "(export one with `python -m ptnl noise export`), or leave noise_file at None"
+        )
+    if c.noise_kind == MANIFEST_KIND and c.noise_rate != 0.0:
+        raise ValueError("a manifest run's labels come from its file: leave noise_rate at 0.0")
     choice("feature_mode", c.feature_mode, FEATURE_MODES)
     choice("class_token_position", c.class_token_position, CLASS_TOKEN_POSITIONS)
     choice("precision", c.precision, PRECISIONS)
     if not c.dataset.startswith("toy-"):
-        choice("dataset", c.dataset, REAL_DATASETS + ("toy-<task>",))
+        choice("dataset", c.dataset, REAL_DATASETS + NOISY_DATASETS + ("toy-<task>",))
     if not 0.0 <= c.noise_rate < 1.0 or math.isnan(c.noise_rate):
         raise ValueError(f"noise_rate must be in [0, 1), got {c.noise_rate} (0.5 = half the labels flipped)")
     for name in ("shots", "epochs", "batch_size"):
@@ -253,7 +271,7 @@ def _validate(c: RunConfig) -> None:
         raise ValueError(f"RunConfig values must be finite JSON numbers: {e}") from None
 
 
-def run_identity(canonical_json: str, backbone: str, pretrained, dataset: str) -> str:
+def run_identity(canonical_json: str, backbone: str, pretrained, dataset: str, *extra: str) -> str:
     """A run id: the config's canonical JSON plus what its names resolve to on this machine.
 
     - the weights (``ptnl.models.weights.weights_identity``): a shipped toy checkpoint's sha256, a local
@@ -261,9 +279,10 @@ def run_identity(canonical_json: str, backbone: str, pretrained, dataset: str) -
       converted from .pt to .safetensors keeps its results;
     - the data (``ptnl.data.identity``): split source, class names, template and the ordered
       images and labels of every split, so adding CoOp's split files over a torchvision download
-      (or editing a split) never reuses a result trained on the old split.
+      (or editing a split) never reuses a result trained on the old split;
+    - ``extra``: what else the numbers read from a file (a noise manifest's content hash).
     """
-    key = "\n".join([canonical_json, weights_identity(backbone, pretrained), data_identity(dataset)])
+    key = "\n".join([canonical_json, weights_identity(backbone, pretrained), data_identity(dataset), *extra])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

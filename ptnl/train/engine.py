@@ -2,7 +2,8 @@
 
 Data flow of one run:
     get_dataset -> fewshot_indices(train labels, shots, seed) -> add_noise (or another label
-    source, ``ptnl.train.labels``) -> load_clip -> image features (``ptnl.train.features``: cache
+    source: ``ptnl.train.labels``, the protocols of ``ptnl.data.protocols``, a noise manifest, a
+    dataset's own noisy labels; ``draw_images`` and ``relabel``) -> load_clip -> image features (``ptnl.train.features``: cache
     of train views / centre crops and test centre crops, or online in ``exact`` mode) -> the
     method's trainer (``ptnl.train.trainers``, picked by the method registry) -> metrics
     -> the run store (``run``, ``run_group``: claimed, written whole once they succeed).
@@ -29,12 +30,24 @@ import torch
 
 import ptnl
 from ptnl.data import check_images, fewshot_indices
-from ptnl.data.noise import add_noise
+from ptnl.data.manifest import MANIFEST_KIND, read_manifest, write_manifest
+from ptnl.data.noise import NoisyLabels, add_noise
+from ptnl.data.protocols import (
+    INSTANCE_KIND,
+    POOLED_KINDS,
+    PTNL_KIND,
+    SAMPLER_KINDS,
+    instance_noise,
+    instance_pixels,
+    pooled_noise,
+    ptnl_fewshot,
+)
 from ptnl.data.readers import get_dataset
 from ptnl.models.clip import load_clip
 from ptnl.train import methods, store
 from ptnl.train.config import RunConfig
 from ptnl.train.labels import zeroshot_probs
+from ptnl.train.robust import TRAINERS as ROBUST_TRAINERS
 from ptnl.train.trainers import TRAINERS, train_modules
 
 # Fields that may differ inside one batched group (run_group): they change data, labels, loss
@@ -52,6 +65,8 @@ GROUP_FREE_FIELDS = (
     "warmup_lr",
     "grad_ratio",
 )
+REAL_KIND = "real"  # NoisyLabels.kind of a dataset's own noisy labels
+GROUP_LOSS_FIELDS = ("loss", "loss_params", "lr", "momentum", "weight_decay", "warmup_lr", "grad_ratio")
 
 
 # -- set-up ---------------------------------------------------------------------------------------
@@ -106,27 +121,70 @@ def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
     device = resolve_device(device)
     precision = resolve_precision(cfg.precision, device)
     ds = dataset if dataset is not None else get_dataset(cfg.dataset)
-    idx = fewshot_indices(ds.train.labels, cfg.shots, cfg.seed, n_classes=ds.n_classes)
+    idx, labels = draw_images(cfg, ds)
     # Every image the run will read is checked before the backbone loads or anything is encoded.
     check_images(ds.train, [ds.train.refs[i] for i in idx])
     check_images(ds.test)
     bundle = bundle if bundle is not None else backbone(cfg.backbone, cfg.pretrained, str(device))
+    if labels is None:
+        labels = relabel(cfg, ds, idx, bundle, device, precision)
+    return Run(cfg, bundle, ds, idx, labels, device, precision)
+
+
+def draw_images(cfg: RunConfig, ds) -> tuple[np.ndarray, object]:
+    """The few-shot images (indices into ``ds.train``), with their labels where the protocol picks
+    both at once (PTNL's sampler, a manifest), else None: ``relabel`` makes them."""
+    if cfg.noise_kind == PTNL_KIND:
+        if ds.train_true_labels is not None and not np.array_equal(ds.train_true_labels, ds.train.labels):
+            raise ValueError(
+                f"{ds.name} carries real noisy labels; PTNL's sampler makes synthetic ones: use the default "
+                "noise_kind at noise_rate 0 (or the sampler on its clean variant, e.g. CIFAR10N-clean)"
+            )
+        return ptnl_fewshot(ds.train.labels, ds.n_classes, cfg.shots, cfg.noise_rate, cfg.seed)
+    if cfg.noise_kind == MANIFEST_KIND:
+        return read_manifest(cfg.noise_file, ds)
+    return fewshot_indices(ds.train.labels, cfg.shots, cfg.seed, n_classes=ds.n_classes), None
+
+
+def relabel(cfg: RunConfig, ds, idx, bundle, device, precision):
+    """The noisy labels of the few-shot images ``idx`` under ``cfg``'s noise kind and rate; on a
+    dataset with real noisy labels (``Dataset.train_true_labels``), its own labels at rate 0."""
+    real = ds.train_true_labels
+    if real is not None:
+        true, given = real[idx], ds.train.labels[idx]
+        if cfg.noise_rate == 0.0:
+            return NoisyLabels(true, given, (given != true) & (true >= 0), REAL_KIND, 0.0, cfg.seed)
+        if not np.array_equal(true, given):
+            raise ValueError(
+                f"{ds.name} carries real noisy labels: train on them at noise_rate 0, or add synthetic "
+                "noise to its clean variant (e.g. CIFAR10N-clean)"
+            )
     true = ds.train.labels[idx]
+    if cfg.noise_kind in POOLED_KINDS:
+        return pooled_noise(true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed)
+    if cfg.noise_kind == INSTANCE_KIND:
+        pixels = instance_pixels(ds.train, idx) if cfg.noise_rate > 0 else np.zeros((len(idx), 1))
+        return instance_noise(true, ds.n_classes, cfg.noise_rate, cfg.seed, pixels)
     scores = None
     if cfg.noise_kind == "confusion" and cfg.noise_rate > 0:
         scores = zeroshot_probs(bundle, ds, idx, device, precision)
-    labels = add_noise(
-        true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed, scores, cfg.confusion_from
-    )
-    return Run(cfg, bundle, ds, idx, labels, device, precision)
+    return add_noise(true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed, scores, cfg.confusion_from)
+
+
+def export_manifest(cfg: RunConfig, path, device=None):
+    """Write the noise manifest of ``cfg`` (its training set and labels, ``ptnl.data.manifest``) to
+    ``path``; ``cfg.replace(noise_kind="manifest", noise_rate=0.0, noise_file=path)`` trains the same run."""
+    r = prepare(cfg, device)
+    return write_manifest(path, r.dataset, r.train_idx, r.labels)
 
 
 def context_metrics(r: Run, seconds: float, group_size: int = 1) -> dict:
     """What every run's metrics record beside its scores: its data, weights, device and time."""
     return {
-        "train_label_acc": float(1.0 - r.labels.is_noisy.mean()) if r.n_train else float("nan"),
+        "train_label_acc": 1.0 - r.labels.actual_rate if r.labels.known.any() else float("nan"),
         "n_train": r.n_train,
         "n_noisy": int(r.labels.is_noisy.sum()),
+        **({"n_truth_unknown": int((~r.labels.known).sum())} if not r.labels.known.all() else {}),
         "n_test": len(r.dataset.test),
         "n_classes": r.dataset.n_classes,
         "feature_mode": r.cfg.feature_mode,
@@ -148,7 +206,9 @@ def context_metrics(r: Run, seconds: float, group_size: int = 1) -> dict:
 def group_key(cfg: RunConfig) -> str:
     """Configs with equal keys can share one batched text pass (``run_group``)."""
     d = cfg.to_dict()
-    for f in GROUP_FREE_FIELDS:
+    # Kinds whose few-shot set depends on seed and rate (its size too) group only across losses.
+    free = GROUP_LOSS_FIELDS if cfg.noise_kind in (*SAMPLER_KINDS, MANIFEST_KIND) else GROUP_FREE_FIELDS
+    for f in free:
         d.pop(f)
     return RunConfig.__name__ + repr(sorted(d.items()))
 
@@ -174,7 +234,7 @@ def train_and_evaluate(cfg: RunConfig, device=None, progress=False) -> dict:
     """One run, without the store: its metrics dict."""
     t0 = time.perf_counter()
     r = prepare(cfg, device)
-    out = TRAINERS[methods.get(cfg.method).trainer](r, progress)
+    out = {**TRAINERS, **ROBUST_TRAINERS}[methods.get(cfg.method).trainer](r, progress)
     return {**out, **context_metrics(r, time.perf_counter() - t0)}
 
 

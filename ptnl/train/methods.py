@@ -37,6 +37,8 @@ class Method:
     losses: Mapping[str, str | None] = field(default_factory=dict)
     feature_mode: str | None = None  # the feature mode the sections always run it with
     check: Callable | None = None  # an extra RunConfig rule: check(config) raises ValueError
+    # The trainer's own constants (the robust learners of ptnl.train.robust): their code's values.
+    recipe: Mapping = field(default_factory=dict)
 
     @property
     def groupable(self) -> bool:
@@ -67,6 +69,22 @@ def _visual_ft_needs_images(c) -> None:
         raise ValueError(
             "visual_ft trains the image tower, so its features cannot be cached: set feature_mode='exact'"
         )
+
+
+def _recipe_owns_the_loss(c) -> None:
+    if c.loss != "ce" or c.loss_params:
+        raise ValueError(
+            f"{c.method} trains with its own losses (its recipe in ptnl.train.methods): leave loss at 'ce'"
+        )
+    if c.feature_mode == "exact":
+        raise ValueError(
+            f"{c.method} re-scores every training sample each epoch: use feature_mode 'views' or 'center'"
+        )
+
+
+def _scores_need_features(c) -> None:
+    if c.feature_mode == "exact":
+        raise ValueError(f"{c.method} scores the training set from cached features: use 'views' or 'center'")
 
 
 # Colours: seaborn's "colorblind" palette, stable across every figure.
@@ -171,6 +189,73 @@ _REGISTRY = (
         module="prompt",
         options={"learn": "ctx"},
         color="#7f7f7f",
+    ),
+    Method(
+        "nlprompt_mae",
+        "PromptMAE",
+        "nlprompt",
+        "NLPrompt (Pan et al. 2025) without OT: CoOp trained with MAE (1 - p_y) on every sample",
+        module="prompt",
+        options={"learn": "ctx"},
+        color="#8de5a1",
+        recipe={"ot": False},
+        check=_recipe_owns_the_loss,
+    ),
+    Method(
+        "nlprompt",
+        "NLPrompt",
+        "nlprompt",
+        "NLPrompt: OT purification each epoch, CE on the clean part, MAE on the noisy part",
+        module="prompt",
+        options={"learn": "ctx"},
+        color="#d62728",
+        recipe={"ot": True, "noisy_loss": "mae", "reg": 0.01},
+        check=_recipe_owns_the_loss,
+    ),
+    Method(
+        "nlprompt_ot_ce",
+        "PromptOT + CE",
+        "nlprompt",
+        "NLPrompt's OT purification each epoch, CE on the clean part only",
+        module="prompt",
+        options={"learn": "ctx"},
+        color="#ff9f9b",
+        recipe={"ot": True, "noisy_loss": None, "reg": 0.01},
+        check=_recipe_owns_the_loss,
+    ),
+    Method(
+        "joapr",
+        "JoAPR",
+        "joapr",
+        "JoAPR (Guo & Gu 2024): GMM clean/noisy partition each epoch, label refurbishment",
+        module="prompt",
+        options={"learn": "ctx"},
+        color="#17becf",
+        # configs/trainers/JoAPR/rn50.yaml and train.py's defaults (TEMP 2, BETA 0.001, ALPHA1 0.5,
+        # ALPHA2 0.5, WARMUP_EPOCH 1); its README tunes warm-up and alphas per dataset.
+        recipe={"warmup": 1, "alpha1": 0.5, "alpha2": 0.5, "temperature": 2.0, "beta": 0.001},
+        check=_recipe_owns_the_loss,
+    ),
+    Method(
+        "select_zeroshot",
+        "selectors on zero-shot CLIP",
+        "selectors",
+        "small-loss, GMM, OT and agreement selectors scored from zero-shot CLIP's probabilities",
+        module="zeroshot",
+        color="#404040",
+        recipe={"scores": "zeroshot"},
+        check=_scores_need_features,
+    ),
+    Method(
+        "select_prompt",
+        "selectors on the CoOp prompt",
+        "selectors",
+        "the same selectors scored from the CoOp prompt trained on the noisy labels",
+        module="prompt",
+        options={"learn": "ctx"},
+        color="#3b75af",
+        recipe={"scores": "prompt"},
+        check=_scores_need_features,
     ),
     Method(
         "upl",

@@ -15,6 +15,7 @@ import open_clip
 import torch
 
 import ptnl
+from ptnl.data.noisy_sets import NOISY_DATASETS
 from ptnl.tools import bench
 from ptnl.train.methods import METHODS, UNTRAINED_METHODS
 
@@ -41,6 +42,11 @@ DATASET_SIZES = {
     "EuroSAT": (10, 13500, 8100),
     "SUN397": (397, 15880, 19850),
     "ImageNet": (1000, 1281167, 50000),
+    # The real noisy-label sets (ptnl.data.noisy_sets): Food-101N's 310,009 web images (its page) with
+    # Food-101's official test split; CIFAR's 50,000 / 10,000 under each CIFAR-N label set.
+    "Food101N": (101, 310009, 25250),
+    **{n: (10, 50000, 10000) for n in NOISY_DATASETS if n.startswith("CIFAR10N")},
+    **{n: (100, 50000, 10000) for n in NOISY_DATASETS if n.startswith("CIFAR100N")},
 }
 JPEG_SIZE = (500, 375)  # assumed typical photo size of the datasets (width, height)
 UNTRAINED = UNTRAINED_METHODS  # runs that cost their cache reads only
