@@ -80,8 +80,10 @@ def bench_runs(
     common = shared_fields(backbone, pretrained, epochs, shots, feature_mode)
     pairs = [tuple(m) if not isinstance(m, str) else (m, "ce") for m in as_list(methods, "methods")]
     settings = noisy_settings(protocols, noise_rates)
+    if not datasets and not real_noise_datasets:
+        raise ValueError("give datasets (synthetic noise) or real_noise_datasets (noisy as shipped), or both")
     out = []
-    for ds in as_list(datasets, "datasets"):
+    for ds in as_list(datasets, "datasets") if datasets else ():
         out.append(config(ds, method="zeroshot", **common))
         for seed in as_list(seeds, "seeds"):
             for method, loss in pairs:
