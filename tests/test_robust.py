@@ -87,3 +87,15 @@ def test_sinkhorn_marginals_and_ot_labels():
     skewed = torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 8) + 0.01 * torch.eye(4).repeat(2, 1)
     sel = S.ot_labels(skewed / skewed.sum(1, keepdim=True), np.zeros(8, np.int64))
     assert np.bincount(sel.labels, minlength=4).tolist() == [2, 2, 2, 2]
+
+
+def test_sinkhorn_is_pots():
+    """The plan POT's ot.sinkhorn gives NLPrompt's call (tests/data/pot_sinkhorn.json, written by
+    POT itself, which ptnl does not depend on)."""
+    import json
+    import pathlib
+
+    ref = json.loads((pathlib.Path(__file__).parent / "data" / "pot_sinkhorn.json").read_text())
+    p = torch.tensor(ref["probs"], dtype=torch.float64)
+    plan = S.sinkhorn(-torch.log_softmax(p, 1))
+    assert torch.allclose(plan, torch.tensor(ref["plan"], dtype=torch.float64), rtol=1e-9, atol=1e-15)
