@@ -70,9 +70,11 @@ def _set_lr(opt, cfg, epoch):
     return lr
 
 
-def _step(r, module, opt, feats, loss_of_logits) -> float:
+def _step(r, module, opt, feats, loss_of_logits, emb=None) -> float:
+    """One SGD step on ``feats``; ``emb``: the class embeddings of this step, when the caller has
+    already run the text tower (with grad) for them."""
     with autocast(r.device, r.precision):
-        logits = module(feats, module.class_embeddings())
+        logits = module(feats, module.class_embeddings() if emb is None else emb)
     loss = loss_of_logits(logits.float())
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -210,12 +212,14 @@ def train_joapr(r, progress=False) -> dict:
         bu = [us[b] for b in F.epoch_batches(len(us), cfg.batch_size, order)] if len(us) else []
         for k in range(max(len(bx), len(bu))):
             feats, targets = [], []
+            with autocast(r.device, r.precision):
+                emb = module.class_embeddings()  # one text pass: the step's, its targets read it detached
             with torch.no_grad(), autocast(r.device, r.precision):
-                emb = module.class_embeddings()
+                fixed = emb.detach()
                 if bx:
                     b = bx[k % len(bx)]
                     fx = source(epoch, b)
-                    px = module(fx, emb).float().softmax(-1)
+                    px = module(fx, fixed).float().softmax(-1)
                     wx = w[b].to(r.device)[:, None]
                     onehot = F_nn.one_hot(given[b.to(r.device)], n_cls).float()
                     feats.append(fx)
@@ -223,7 +227,7 @@ def train_joapr(r, progress=False) -> dict:
                 if bu:
                     fu = source(epoch, bu[k % len(bu)])
                     feats.append(fu)
-                    targets.append(_sharpen(module(fu, emb).float().softmax(-1), recipe["temperature"]))
+                    targets.append(_sharpen(module(fu, fixed).float().softmax(-1), recipe["temperature"]))
             x_all, t_all = torch.cat(feats), torch.cat(targets)
             lam = mix_rng.beta(recipe["beta"], recipe["beta"])
             lam = max(lam, 1 - lam)
@@ -238,7 +242,7 @@ def train_joapr(r, progress=False) -> dict:
                 prior = torch.full_like(mean_p, 1.0 / n_cls)
                 return lx + recipe["alpha2"] * (prior * (prior / mean_p).log()).sum()
 
-            total += _step(r, module, opt, x_mix, joapr_loss) * len(x_all)
+            total += _step(r, module, opt, x_mix, joapr_loss, emb) * len(x_all)
             seen += len(x_all)
         hist["train_loss"].append(total / max(seen, 1))
     out = _finish(r, module, bank, hist, progress)
