@@ -99,3 +99,18 @@ def test_sinkhorn_is_pots():
     p = torch.tensor(ref["probs"], dtype=torch.float64)
     plan = S.sinkhorn(-torch.log_softmax(p, 1))
     assert torch.allclose(plan, torch.tensor(ref["plan"], dtype=torch.float64), rtol=1e-9, atol=1e-15)
+
+
+def test_joapr_takes_its_readmes_settings_where_it_gives_them():
+    from ptnl.train.robust import joapr_recipe
+
+    def get(**kw):
+        r = joapr_recipe(RunConfig(**{"dataset": "toy-shapes", "method": "joapr", **kw}))
+        return r["warmup"], r["alpha1"], r["alpha2"]
+
+    assert get(noise_rate=0.5) == (1, 0.5, 0.5)  # the toy world: rn50.yaml's
+    assert get(dataset="FGVCAircraft", noise_kind="ptnl", noise_rate=0.75) == (150, 0.5, 1.0)
+    assert get(dataset="UCF101", noise_kind="ptnl", noise_rate=0.5) == (20, 0.5, 1.0)
+    assert get(dataset="UCF101", noise_kind="nlprompt_asym", noise_rate=0.5) == (1, 0.5, 1.0)  # Pairflip
+    assert get(dataset="EuroSAT", noise_kind="nlprompt_sym", noise_rate=0.75) == (1, 0.1, 1.0)
+    assert get(dataset="DTD", noise_rate=0.0) == (1, 0.5, 0.5)  # no clean column in the table

@@ -26,7 +26,9 @@ the ``Method.recipe`` of their registry entries (``ptnl.train.methods``).
 - clean samples learn sharpen(w * onehot + (1 - w) * p, T) and noisy ones sharpen(p, T), T = 2,
   mixed up with lambda ~ Beta(0.001, 0.001) (so lambda ~ 1: mixing features instead of pixels
   changes nothing), loss soft CE + alpha2 * KL(uniform || batch-mean prediction); max(#clean,
-  #noisy batches) steps, the shorter side cycled.
+  #noisy batches) steps, the shorter side cycled;
+- warm-up and alphas: rn50.yaml's (1, 0.5, 0.5), or its README's per-dataset table where the
+  dataset and rate are in it (``joapr_recipe``).
 **Selectors** (``select_zeroshot``, ``select_prompt``): no method of their own, the four
 selectors of ``ptnl.models.selectors`` scored on one noisy training set, from zero-shot CLIP's
 probabilities (centre crops) or from the CoOp prompt trained on it with the run's loss.
@@ -50,6 +52,42 @@ from ptnl.train.optim import HalfSGD
 from ptnl.train.trainers import init_module, train_modules
 
 JOAPR_HISTORY = 5  # epochs of scaled losses averaged before the GMM (JoAPR's AVERAGE_LOSS)
+# JoAPR's README, "The settings of Warmup epochs, alpha1, and alpha2" (yunncheng/JoAPR @ 4a6d926): per
+# dataset, (warm-up epochs, alpha1, alpha2) at 12.5, 25, 37.5, 50, 62.5, 75 % of Symflip, then of
+# Pairflip noise. Other datasets and rates (the toy world, Food-101N, clean runs) keep rn50.yaml's.
+JOAPR_RATES = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+_A = ((1, 0.5, 1.0),) * 6  # ImageNet, SUN397, StanfordCars: the same in every cell
+JOAPR_README_SETTINGS = {
+    "ImageNet": (_A, _A),
+    "SUN397": (_A, _A),
+    "Caltech101": (((1, 0.5, 0.5),) * 6, ((1, 0.5, 0.5),) * 6),
+    "Flowers102": (((20, 0.5, 1.0),) * 5 + ((1, 0.5, 1.0),), ((20, 0.5, 1.0),) * 3 + ((1, 0.5, 1.0),) * 3),
+    "StanfordCars": (_A, _A),
+    "FGVCAircraft": (
+        ((150, 0.1, 1.0),) * 5 + ((150, 0.5, 1.0),),
+        ((150, 0.1, 1.0),) * 5 + ((150, 0.5, 1.0),),
+    ),
+    "OxfordPets": (((1, 0.2, 1.0),) * 6, ((1, 0.2, 1.0),) * 6),
+    "UCF101": (((20, 0.5, 1.0),) * 5 + ((1, 0.5, 1.0),), ((20, 0.5, 1.0),) * 2 + ((1, 0.5, 1.0),) * 4),
+    "EuroSAT": (
+        ((10, 0.2, 1.0),) * 3 + ((1, 0.2, 1.0),) * 2 + ((1, 0.1, 1.0),),
+        ((10, 0.2, 1.0),) * 4 + ((1, 0.2, 1.0),) + ((1, 0.1, 1.0),),
+    ),
+    "DTD": (((1, 0.2, 1.0),) * 6, ((1, 0.2, 1.0),) * 5 + ((1, 0.1, 1.0),)),
+}
+PAIR_KINDS = ("pair", "nlprompt_asym")  # class-to-class flips: the Pairflip column
+
+
+def joapr_recipe(cfg) -> dict:
+    """JoAPR's constants for ``cfg``: rn50.yaml's, with warm-up and alphas from its README's table
+    where the dataset and rate are in it (Pairflip's column for c -> c + 1 noise, else Symflip's)."""
+    recipe = dict(methods.get(cfg.method).recipe)
+    rows = JOAPR_README_SETTINGS.get(cfg.dataset)
+    hit = [i for i, r in enumerate(JOAPR_RATES) if abs(r - cfg.noise_rate) < 1e-9]
+    if rows is not None and hit:
+        warmup, alpha1, alpha2 = rows[cfg.noise_kind in PAIR_KINDS][hit[0]]
+        recipe.update(warmup=warmup, alpha1=alpha1, alpha2=alpha2)
+    return recipe
 
 
 def _setup(r, progress):
@@ -178,7 +216,7 @@ def _joapr_partition(r, module, center, history, state):
 
 
 def train_joapr(r, progress=False) -> dict:
-    cfg, recipe = r.cfg, methods.get(r.cfg.method).recipe
+    cfg, recipe = r.cfg, joapr_recipe(r.cfg)
     module, bank, source, opt = _setup(r, progress)
     center = F.center_bank(r)[0]
     order = F.generator("order", cfg.seed)
