@@ -35,12 +35,7 @@ def fit(runs: list, modules: list, sources: list, progress=False) -> list[dict]:
         raise ValueError("runs trained together need the same number of training samples")
     device, precision = runs[0].device, runs[0].precision
     params = [list(m.trainable_parameters()) for m in modules]
-    opts = [
-        (HalfSGD if r.fp16_updates else torch.optim.SGD)(
-            p, lr=r.cfg.lr, momentum=r.cfg.momentum, weight_decay=r.cfg.weight_decay
-        )
-        for r, p in zip(runs, params)
-    ]
+    opts = [optimizer(r, p) for r, p in zip(runs, params)]
     loss_fns = [get_loss(r.cfg.loss, **r.cfg.loss_params) for r in runs]
     labels = [torch.as_tensor(r.labels.noisy, device=device) for r in runs]
     noisy = [torch.as_tensor(r.labels.is_noisy, device=device) for r in runs]
@@ -101,6 +96,12 @@ def fit(runs: list, modules: list, sources: list, progress=False) -> list[dict]:
                 ok = gcount[k].min().item() > 0 and clean > 0
                 h["grad_norm_ratio"].append(noisy_mean / clean if ok else float("nan"))
     return hists
+
+
+def optimizer(r, params):
+    """The run's SGD (CoOp's fp16 updates under ``precision="coop-fp16"``) over ``params``."""
+    cls = HalfSGD if r.fp16_updates else torch.optim.SGD
+    return cls(params, lr=r.cfg.lr, momentum=r.cfg.momentum, weight_decay=r.cfg.weight_decay)
 
 
 def class_embeddings(modules: list) -> list:

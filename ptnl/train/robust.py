@@ -47,8 +47,7 @@ from ptnl.train import features as F
 from ptnl.train import methods
 from ptnl.train.config import lr_at_epoch
 from ptnl.train.labels import zeroshot_probs
-from ptnl.train.loop import batched_logits, evaluate, training_fit
-from ptnl.train.optim import HalfSGD
+from ptnl.train.loop import batched_logits, evaluate, optimizer, training_fit
 from ptnl.train.trainers import init_module, train_modules
 
 JOAPR_HISTORY = 5  # epochs of scaled losses averaged before the GMM (JoAPR's AVERAGE_LOSS)
@@ -93,11 +92,7 @@ def joapr_recipe(cfg) -> dict:
 def _setup(r, progress):
     module = init_module(r.cfg, r.bundle, r.dataset, r.device)
     bank = F.train_bank(r, progress)
-    params = list(module.trainable_parameters())
-    cfg = r.cfg
-    opt = (HalfSGD if r.fp16_updates else torch.optim.SGD)(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    opt = optimizer(r, list(module.trainable_parameters()))
     return module, bank, F.feature_source(r, progress, bank), opt
 
 
