@@ -15,3 +15,8 @@ owns; tests/test_layers.py checks the layering):
 """
 
 __version__ = "0.1.0"
+
+# Before anything computes: the kernels every number is made with (ptnl.core.numerics).
+from ptnl.core import numerics as _numerics
+
+_numerics.apply()

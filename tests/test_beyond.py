@@ -123,7 +123,11 @@ def test_tables_and_claims_read_the_runs():
     assert nl_vs_gce == pytest.approx(0.0, abs=1e-9)  # both lose 10 points a unit of rate here
     ot_vs_small = next(v for k, v in got.items() if k.startswith("OT selection"))
     assert ot_vs_small == pytest.approx(0.04, abs=1e-3)
-    assert (table["supported"] != "n/a").all()
+    assert (table["verdict"] != "n/a").all()
+    # each claim reads the frame it is given (what the verdicts resample), not the one it was made with
+    moved = s.assign(mean=s["mean"].where(s["variant"] != "nlprompt", s["mean"] + 1.0))
+    nl_claim = next(c for c in B.beyond_claims(s) if c["text"].startswith("NLPrompt beats CoOp + GCE"))
+    assert nl_claim["fn"](moved).iloc[0] == pytest.approx(nl_vs_gce + 1.0)
     assert B.published_table(df).empty  # nothing is published for the toy world
 
 

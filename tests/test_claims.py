@@ -40,33 +40,44 @@ def test_summarize_averages_seeds_in_percent():
     assert row["variant"] == "prompt" and row["n"] == 3
     assert row["mean"] == pytest.approx(80.5)  # 79.5, 80.5, 81.5
     assert row["std"] == pytest.approx(1.0)
+    kept = row[tables.SEEDS]  # the values it averaged, per seed, for the claims' verdicts
+    assert kept.seeds == (1, 2, 3) and kept.values[:, 0] == pytest.approx([79.5, 80.5, 81.5])
 
 
-def _sec42(pt_drop, lp_drop):
+def _sec42(pt_drop, lp_drop, seeds=(1, 2, 3)):
     spec = {}
     for d in ("a", "b"):
         spec[(d, "prompt", "ce", 0.0)] = 80.0
         spec[(d, "prompt", "ce", 0.5)] = 80.0 - pt_drop
         spec[(d, "linear_probe", "ce", 0.0)] = 78.0
         spec[(d, "linear_probe", "ce", 0.5)] = 78.0 - lp_drop
-    return tables.summarize(_rows(spec))
+    return tables.summarize(_rows(spec, seeds))
 
 
 def test_claim_is_supported_only_when_the_numbers_say_so():
     t = claims.evaluate(robustness.sec42_claims(None), _sec42(pt_drop=10, lp_drop=30))
     first = t.iloc[0]
-    assert first["ours"] == pytest.approx(20.0) and first["supported"] == "yes" and first["datasets"] == "2/2"
+    assert (
+        first["ours"] == pytest.approx(20.0)
+        and first["verdict"] == "supported"
+        and first["datasets"] == "2/2"
+    )
+    assert first["ours 95% CI"] == "[20.0, 20.0]" and first["why"] == ""  # every seed shifts all runs alike
     t = claims.evaluate(robustness.sec42_claims(None), _sec42(pt_drop=30, lp_drop=10))
-    assert t.iloc[0]["ours"] == pytest.approx(-20.0) and t.iloc[0]["supported"] == "no"
+    assert t.iloc[0]["ours"] == pytest.approx(-20.0) and t.iloc[0]["verdict"] == "refuted"
     # visual FT and GCE variants were not run: those claims are n/a, never guessed
     fine = t[t["measured"].str.contains("visual FT")]
-    assert set(fine["supported"]) == {"n/a"}
+    assert set(fine["verdict"]) == {"n/a"} and set(fine["ours 95% CI"]) == {"n/a"}
+    # two seeds give no usable interval: inconclusive, whatever the value
+    two = claims.evaluate(robustness.sec42_claims(None), _sec42(10, 30, seeds=(1, 2))).iloc[0]
+    assert two["ours"] == pytest.approx(20.0) and two["verdict"] == "inconclusive"
+    assert two["why"] == "2 seeds: no interval" and two["ours 95% CI"] == "n/a"
 
 
 def test_competitive_threshold_direction():
     t = claims.evaluate(robustness.sec42_claims(None, competitive=-5.0), _sec42(10, 30))
     row = t[t["claim"].str.contains("competitive")].iloc[0]
-    assert row["ours"] == pytest.approx(-2.0) and row["supported"] == "yes"  # 78 - 80 > -5
+    assert row["ours"] == pytest.approx(-2.0) and row["verdict"] == "supported"  # 78 - 80 > -5
 
 
 def test_table1_claims_on_the_papers_numbers_match_a_hand_computation():
@@ -75,7 +86,9 @@ def test_table1_claims_on_the_papers_numbers_match_a_hand_computation():
     # Classifier-C - Classifier-R, min over rates per dataset: Pets 5.91, Food 5.40, DTD 4.76, UCF 4.45
     first = t.iloc[0]
     assert first["paper"] == pytest.approx(round((5.91 + 5.40 + 4.76 + 4.45) / 4, 1))
-    assert first["supported"] == "yes" and first["datasets"] == "4/4"
+    # the paper's summary has no seeds: a point verdict, labelled so
+    assert first["verdict"] == "supported" and first["datasets"] == "4/4" and first["why"] == claims.POINT
+    assert first["paper (point)"] == "yes" and first["ours 95% CI"] == "n/a"
     # prompt tuning's drop 0 -> 50 %: Pets 14.76, Food 12.69, DTD 16.67, UCF 12.19; TEnc-FT's is larger
     tenc = t[t["measured"] == "drop(TEnc-FT) - drop(prompt)"].iloc[0]
     expected = np.mean([43.17 - 14.76, 36.56 - 12.69, 30.49 - 16.67, 35.86 - 12.19])
@@ -96,7 +109,7 @@ def test_table4_paper_values_and_confusion_claims():
     assert pt["paper"] == pytest.approx(
         round(np.mean([73.13 - 66.55, 64.30 - 63.93, 46.19 - 45.76, 60.93 - 59.11]), 1)
     )
-    assert pt["supported"] == "yes"
+    assert pt["verdict"] == "supported" and pt["paper (point)"] == "yes"
 
 
 def test_backbone_claims_on_table3():
@@ -105,7 +118,7 @@ def test_backbone_claims_on_table3():
     wins = t.iloc[1]
     # ViT-B/32 beats RN50 in 31 of the 32 (dataset, rate) cells (DTD at 50 % is the exception)
     assert wins["paper"] == pytest.approx(round(31 / 32, 2))
-    assert t.iloc[0]["supported"] == "yes"
+    assert t.iloc[0]["verdict"] == "supported"
 
 
 def test_context_claims_need_two_datasets_for_dataset_dependence():
@@ -123,10 +136,12 @@ def test_context_claims_need_two_datasets_for_dataset_dependence():
         ]
     )
     t = claims.evaluate(architectures.context_claims(s), s)
-    assert list(t["supported"]) == ["yes", "yes", "no"]  # ctx-0 ties the worst learned one: not above
+    # ctx-0 ties the worst learned one: not above (a hand-made summary: point verdicts)
+    assert list(t["verdict"]) == ["supported", "supported", "refuted"]
+    assert set(t["why"]) == {claims.POINT}
     assert t.iloc[1]["ours"] == pytest.approx(2.0)
     one = s[s["dataset"] == "a"]
-    assert claims.evaluate(architectures.context_claims(one), one).iloc[1]["supported"] == "n/a"
+    assert claims.evaluate(architectures.context_claims(one), one).iloc[1]["verdict"] == "n/a"
 
 
 def test_grad_ratio_claims():
@@ -148,7 +163,7 @@ def test_grad_ratio_claims():
     t = claims.evaluate(gradients.sec44_claims("classifier_r"), s)
     assert t.iloc[0]["ours"] == pytest.approx(round((0.1 + 3 * 1.5) / 4 - 0.5, 2))
     assert t.iloc[1]["ours"] == pytest.approx(0.75)
-    assert list(t["supported"]) == ["yes", "yes"]
+    assert list(t["verdict"]) == ["supported", "supported"]
 
 
 def test_grad_ratio_frame_unrolls_epochs():
@@ -182,11 +197,12 @@ def test_random_prompt_claim_uses_chance_per_dataset():
 
 def test_loss_math_checks_pass_for_the_real_losses():
     t = gce.loss_math_checks()
-    assert list(t["supported"]) == ["yes", "yes", "yes"]
+    assert list(t["verdict"]) == ["supported", "supported", "supported"]
+    assert set(t["why"]) == {claims.EXACT} and list(t.columns) == list(claims.CLAIM_COLUMNS)
 
 
 def test_result_table_puts_paper_beside_ours_with_a_mean_row():
-    ours = _sec42(10, 30)
+    ours = _sec42(10, 30, seeds=(1, 2))
     paper = tables.paper_summary("Table 4")
     with pytest.raises(ValueError, match="several settings share the cell"):
         tables.result_table(ours, paper)  # random and confusion noise at 50 %: never silently averaged

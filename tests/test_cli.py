@@ -123,3 +123,30 @@ def test_real_run_is_quiet_with_tqdm_disable(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "epoch" not in err and "%|" not in err and json.loads(out)["n_train"] > 0
+
+
+def test_an_error_during_a_sweep_starts_a_line_of_its_own(fresh_store, monkeypatch, capsys):
+    """The sweep's bar is closed before the error is printed: `error:` never runs on from it."""
+    from ptnl.tools.cli import main
+    from ptnl.train import engine
+
+    def broken(*a, **k):
+        raise ValueError("the data is broken")
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(engine, "run", broken)
+    assert main(["sweep", "--experiment", "bar", "--base", "dataset=toy-shapes", "--set", "seed=1"]) == 2
+    err = capsys.readouterr().err
+    assert "0/1" in err and "\nerror: the data is broken" in err
+
+
+@pytest.mark.parametrize(
+    "key, flag", [("device", "--device cpu"), ("experiment", "--experiment"), ("workers", "--workers")]
+)
+def test_sweep_options_given_as_fields_point_to_their_flags(fresh_store, capsys, key, flag):
+    from ptnl.tools.cli import main
+
+    argv = ["sweep", "--experiment", "x", "--base", "dataset=toy-shapes", "--base", f"{key}=cpu"]
+    assert main([*argv, "--set", "seed=1", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{key!r} is not a RunConfig field" in err and f"use {flag}" in err

@@ -304,7 +304,7 @@ def test_identity_follows_the_route_and_the_split_file(data_root, monkeypatch):
     assert identity("Food101") == MISSING  # not on disk: a marker, no error
     fakedata.write_tv_food101(data_root)
     tv = identity("food")
-    assert tv.startswith("torchvision:") and tv == load_dataset("Food101").fingerprint()
+    assert tv.startswith("torchvision:") and tv == D.content_identity(load_dataset("Food101"))
     loads = []
     real = D.load_dataset
     monkeypatch.setattr(D, "load_dataset", lambda *a, **k: loads.append(a) or real(*a, **k))
@@ -473,3 +473,56 @@ def test_check_images_lists_what_is_missing(data_root):
     with pytest.raises(FileNotFoundError, match="2 of 2 images checked"):  # missing ones are stat'ed again
         check_images(ds.train, [gone[0], gone[1], ds.train.refs[0]])
     check_images(load_dataset("toy-shapes").train)  # rendered images: nothing to check
+
+
+def test_check_images_finds_unreadable_files_before_encoding(data_root):
+    """A truncated JPEG is found by its header and end marker, not minutes into encoding; what
+    passed is not read again in this process."""
+    fakedata.write_coop(data_root, "OxfordPets")
+    ds = load_dataset("pets")
+    image_root = data_root / "oxford_pets" / "images"
+    check_images(ds.train)  # every fake image is whole
+    bad = [image_root / ref for ref in ds.test.refs[:2]]
+    fakedata.truncate_jpeg(bad[0])
+    bad[1].write_bytes(b"not an image")
+    # no end-of-image marker, but every pixel there: decoded in full, and read as the loader reads it
+    (image_root / ds.test.refs[2]).write_bytes(fakedata.JPEG[:-2])
+    with pytest.raises(ImageReadError) as err:
+        check_images(ds.test)
+    msg = str(err.value)
+    assert msg.startswith(
+        f"OxfordPets test: 2 of {len(ds.test)} images checked cannot be read under {image_root}"
+    )
+    assert all(str(b) in msg for b in bad) and str(ds.test.refs[2]) not in msg
+    assert isinstance(err.value, ValueError)
+    fakedata.touch_jpeg(bad[1])  # repaired; the images that passed are not read again
+    with pytest.raises(ImageReadError) as err:
+        check_images(ds.test)
+    msg = str(err.value)
+    assert (
+        msg.startswith(f"OxfordPets test: cannot read image {bad[0]}: ") and "remove it from the split" in msg
+    )
+    fakedata.touch_jpeg(bad[0])
+    check_images(ds.test)
+
+
+def test_a_run_checks_its_test_images_are_readable_before_encoding(data_root, fresh_store, monkeypatch):
+    """The README's promise: every unreadable image of every split a run uses fails before
+    anything is encoded (here: before the backbone is even loaded)."""
+    from ptnl.train import engine
+    from ptnl.train import features as F
+    from ptnl.train.config import RunConfig
+
+    fakedata.write_coop(data_root, "OxfordPets")
+    ds = load_dataset("pets")
+    bad = data_root / "oxford_pets" / "images" / ds.test.refs[-1]
+    fakedata.truncate_jpeg(bad)
+
+    def no_encoding(*a, **k):
+        raise AssertionError("encoded before the images were checked")
+
+    monkeypatch.setattr(F, "cached_features", no_encoding)
+    monkeypatch.setattr(engine, "backbone", no_encoding)
+    cfg = RunConfig(dataset="OxfordPets", backbone="toy-rn", shots=2, epochs=1)
+    with pytest.raises(ImageReadError, match=re.escape(f"OxfordPets test: cannot read image {bad}")):
+        engine.prepare(cfg, "cpu", dataset=ds)

@@ -310,3 +310,56 @@ def test_plan_honours_pretrained_and_reports_a_corrupt_split(plan_dirs, monkeypa
         plan.plan("paper", overrides={"pretrained": 3}, file=io.StringIO())
 
     assert cli.main(["plan", "--set", "paper", "-p", "pretrainde", "x.pt"]) == 2
+
+
+def test_plan_names_the_notebook_of_an_error_and_those_an_override_passes_over(plan_dirs, capsys):
+    tmp_path = plan_dirs
+    _notebook(
+        tmp_path / "notebooks" / "04_noisy_gradients.ipynb",
+        "backbone = 'toy-vit'\ndatasets = ['toy-shapes']\nnoise_rate = 0.5\nseeds = [1]\nepochs = 3\n"
+        "experiment = 'toy'\n",
+    )
+    _notebook(
+        tmp_path / "notebooks" / "05_architectures.ipynb",
+        "backbone = 'toy-rn'\nbackbones = ['toy-rn', 'toy-vit']\npretrained = 'default'\n"
+        "datasets = ['toy-shapes']\ntable3_datasets = ['toy-shapes']\nn_ctxs = [4]\nnoise_rates = [0.0]\n"
+        "seeds = [1]\nepochs = 3\nexperiment = 'toy'\n",
+    )
+    (tmp_path / "params" / "paper.yaml").write_text(yaml.safe_dump({"common": {"experiment": "p"}}))
+    out = io.StringIO()
+    plan.plan("paper", overrides={"pretrained": {"toy-rn": None}}, file=out)
+    assert "override 'pretrained': not a parameter of 04_noisy_gradients (they keep" in out.getvalue()
+    with pytest.raises(
+        ValueError, match="^05_architectures: pretrained='/x/rn.pt' is one file, but this notebook"
+    ):
+        plan.plan("paper", overrides={"pretrained": "/x/rn.pt"}, file=io.StringIO())
+    # a set given by its path, on its own or over another with -f
+    elsewhere = tmp_path / "mine.yaml"
+    elsewhere.write_text(yaml.safe_dump({"04_noisy_gradients": {"seeds": [1, 2]}}))
+    one_seed = plan.plan("paper", file=io.StringIO())[0]["runs"]
+    [row, _] = plan.plan(str(elsewhere), file=io.StringIO())
+    assert (row["notebook"], row["runs"], row["experiment"]) == ("04_noisy_gradients", 2 * one_seed, "toy")
+    assert cli.main(["plan", "--set", "paper", "-f", str(elsewhere)]) == 0
+    assert f"04_noisy_gradients           {2 * one_seed:6d} runs" in capsys.readouterr().out
+    elsewhere.write_text("common: {epocs: 3}\n")
+    assert cli.main(["plan", "--set", str(elsewhere)]) == 2
+    assert "section 'common': unknown parameter 'epocs'; did you mean 'epochs'?" in capsys.readouterr().err
+
+
+def test_an_empty_fig1_datasets_skips_figure_1():
+    """`-p fig1_datasets '[]'`: no visual fine-tuning runs, and notebook 02 draws no Figure 1;
+    a bad value names fig1_datasets, not `datasets`."""
+    import json
+
+    from ptnl.sections import robustness
+    from ptnl.tools.notebooks import NOTEBOOKS_DIR
+
+    kw = dict(backbone="toy-rn", datasets=["toy-shapes"], noise_rates=[0.0], seeds=[1], epochs=2)
+    assert "visual_ft" in {c.method for c in robustness.sec42_robustness(fig1_datasets=["toy-shapes"], **kw)}
+    runs = robustness.sec42_robustness(fig1_datasets=[], **kw)
+    assert runs and "visual_ft" not in {c.method for c in runs}
+    with pytest.raises(ValueError, match="fig1_datasets must be a list"):
+        robustness.sec42_robustness(fig1_datasets="toy-shapes", **kw)
+    cells = json.loads((NOTEBOOKS_DIR / "02_noise_robustness.ipynb").read_text())["cells"]
+    [fig1] = ["".join(c["source"]) for c in cells if "fig1 = figures.noise_curves" in "".join(c["source"])]
+    assert fig1.startswith("if fig1_datasets:")

@@ -180,3 +180,28 @@ def test_unreadable_image_names_its_file_when_encoding(bundle, pets, fresh_store
         F.cached_features(bundle, ds, "train", [0, 2])
     with pytest.raises(ValueError, match="OxfordPets train: cannot read image"):
         F.exact_batch(bundle, ds.train, [2], run_seed=1, epoch=1)
+
+
+def test_an_error_while_encoding_closes_the_bar(bundle, pets, fresh_store, monkeypatch):
+    """A failure mid-encoding closes the progress bar, so the error the CLI prints starts a line of
+    its own instead of running on from the bar's."""
+    import io
+
+    import fakedata
+    import tqdm.auto
+
+    from ptnl.data import ImageReadError
+
+    ds, image_root = pets
+    fakedata.truncate_jpeg(image_root / ds.train.refs[2])
+    monkeypatch.setattr(F, "check_images", lambda *a, **k: None)  # let the bad file reach the encoder
+    bars, real = [], tqdm.auto.tqdm
+
+    def recorded(*a, **k):
+        bars.append(real(*a, **{**k, "disable": False, "file": io.StringIO()}))
+        return bars[-1]
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", recorded)
+    with pytest.raises(ImageReadError):
+        F.cached_features(bundle, ds, "train", [0, 1, 2], progress=True)
+    assert len(bars) == 1 and bars[0].disable, "the encoding bar is left open"

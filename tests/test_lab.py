@@ -19,13 +19,14 @@ import torch
 
 from ptnl.core import paths
 from ptnl.data import load_dataset
+from ptnl.models import checkpoints
 from ptnl.models import weights as W
 from ptnl.report import claims
 from ptnl.sections import lab
 from ptnl.toy import OBJECTS_CLASS_COUNTS, world
 from ptnl.toy import lab as toy_lab
 from ptnl.toy import tasks as toy_tasks
-from ptnl.train.config import HASHED_WHEN_SET, RunConfig, run_identity
+from ptnl.train.config import RunConfig, run_identity
 
 EMB = "token_embedding.weight"
 
@@ -154,7 +155,7 @@ def test_a_lab_checkpoint_resolves_and_reads_expanded(lab_dir):
     save_file(toy_lab.shrink_state(state, EMB, [3, 1, 99]), str(path))
     assert toy_lab.lab_checkpoints("toy-rn") == ["step7"] and toy_lab.lab_checkpoints("toy-vit") == []
 
-    got = W.read_state_dict(path)
+    got = checkpoints.read_state_dict(path)
     assert set(got) == set(state)
     assert got[EMB].shape == (100, 8)
     assert torch.equal(got[EMB][[1, 3, 99]], state[EMB][[1, 3, 99]])
@@ -172,16 +173,16 @@ def test_a_lab_checkpoint_resolves_and_reads_expanded(lab_dir):
 # ------------------------------------------------------------------------------- temperature
 
 
-def test_default_temperature_keeps_the_run_id():
+def test_every_field_but_the_file_names_is_hashed():
     c = RunConfig(dataset="DTD")
-    assert c.temperature is None and HASHED_WHEN_SET["temperature"] is None
-    assert "temperature" in c.to_dict()
-    assert "temperature" not in c.identity_dict()
-    assert "temperature" not in json.loads(c.canonical_json())
-    without = {k: v for k, v in c.to_dict().items() if k not in HASHED_WHEN_SET}
-    as_before = json.dumps(without, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    assert c.canonical_json() == as_before
-    assert c.run_id == run_identity(as_before, c.backbone, c.pretrained, c.dataset)
+    assert c.temperature is None and "temperature" in c.to_dict()
+    assert json.loads(c.canonical_json())["temperature"] is None
+    assert set(json.loads(c.canonical_json())) == set(c.to_dict()) - {
+        "pretrained",
+        "noise_file",
+        "visual_weights",
+    }
+    assert c.run_id == run_identity(c.canonical_json(), c.backbone, c.pretrained, c.dataset)
 
 
 def test_set_temperature_is_hashed_and_coerced():
@@ -403,13 +404,13 @@ def _claims_grid():
     for n in (8, 32):
         for shots in (4, 16):
             for ckpt, noisy in (("step500", 0.58), ("default", 0.78)):  # ratio 32/40 = 0.8 and 12/40 = 0.3
-                heads = {
-                    "prompt": [(0.9, noisy, 0.3)] * 2,
-                    "cls_tuning": [(0.9, noisy - 0.1, 0.5)] * 2,
-                    "classifier_r": [(0.8, 0.4, 0.9)] * 2,
+                heads = {  # three seeds alike: intervals of no width, verdicts by the values
+                    "prompt": [(0.9, noisy, 0.3)] * 3,
+                    "cls_tuning": [(0.9, noisy - 0.1, 0.5)] * 3,
+                    "classifier_r": [(0.8, 0.4, 0.9)] * 3,
                 }
                 rows += _runs(
-                    n, ckpt, shots, heads, 0.85 if shots == 4 else None
+                    n, ckpt, shots, heads, 0.85 if shots == 4 else None, seeds=(1, 2, 3)
                 )  # one zero-shot per task and checkpoint
     return pd.DataFrame(rows)
 
@@ -424,17 +425,20 @@ def test_lab_claims_on_a_known_table():
     c = claims.evaluate(lab.lab_claims(t), t).set_index(claims.CLAIM_COLUMNS[0])
     by = {text.split(" ")[0]: row for text, row in c.iterrows()}
     assert list(by) == ["H1", "H2", "H3", "H4", "H5", "H6", "H7"]
-    assert by["H1"]["ours"] == pytest.approx(0.5) and by["H1"]["supported"] == "yes"
-    assert by["H1"]["datasets"] == "4/4"
-    assert by["H2"]["ours"] == pytest.approx(10) and by["H2"]["supported"] == "yes"
+    assert by["H1"]["ours"] == pytest.approx(0.5) and by["H1"]["verdict"] == "supported"
+    assert by["H1"]["datasets"] == "4/4" and by["H1"]["ours 95% CI"] == "[0.50, 0.50]"
+    assert by["H2"]["ours"] == pytest.approx(10) and by["H2"]["verdict"] == "supported"
     assert by["H2"]["datasets"] == "8/8"
     for h in ("H3", "H4"):  # no level of classes or shots changes the ratio here
-        assert by[h]["ours"] == pytest.approx(0) and by[h]["supported"] == "no"
-    assert by["H5"]["ours"] == pytest.approx(60) and by["H5"]["supported"] == "yes"
-    assert by["H6"]["ours"] == pytest.approx(0.3) and by["H6"]["supported"] == "yes"
+        assert by[h]["ours"] == pytest.approx(0) and by[h]["verdict"] == "refuted"
+    assert by["H5"]["ours"] == pytest.approx(60) and by["H5"]["verdict"] == "supported"
+    assert by["H6"]["ours"] == pytest.approx(0.3) and by["H6"]["verdict"] == "supported"
     assert by["H6"]["datasets"] == "1/1"
-    assert math.isnan(by["H7"]["ours"]) and by["H7"]["supported"] == "n/a"  # one temperature only
+    assert math.isnan(by["H7"]["ours"]) and by["H7"]["verdict"] == "n/a"  # one temperature only
     assert all(math.isnan(v) for v in c["paper"])
+    two = lab.cell_table(_claims_grid().query("seed < 3"))  # two seeds: no usable interval
+    c = claims.evaluate(lab.lab_claims(two), two)
+    assert set(c["verdict"]) == {"inconclusive", "n/a"} and set(c["why"]) == {"2 seeds: no interval", ""}
 
 
 def test_claim_over_worst():
@@ -446,7 +450,9 @@ def test_claim_over_worst():
     )
     c = claims.evaluate([mean, worst_gt, worst_lt], pd.DataFrame({"x": [1]}))
     assert list(c["ours"]) == [pytest.approx(0.67), -2.0, 3.0]
-    assert list(c["supported"]) == ["yes", "no", "no"]
+    # no seeds behind these values: point verdicts; without its 3 the mean is -0.5: carried by one cell
+    assert list(c["verdict"]) == ["inconclusive", "refuted", "refuted"]
+    assert c["why"].iloc[0] == f"{claims.POINT}; {claims.CARRIED}"
     assert list(c["datasets"]) == ["2/3", "2/3", "1/3"]
     with pytest.raises(ValueError, match="over"):
         claims.claim("x", "", lambda _: s, 0.0, over="best")
@@ -531,6 +537,6 @@ def test_pretrain_saves_shrunk_lab_snapshots(tmp_path):
         assert float(model.logit_scale.detach().exp()) == pytest.approx(
             meta["temperature"]["shipped"], rel=0.01
         )
-    a = W.read_state_dict(lab_out / "toy-rn-step5.safetensors")
-    b = W.read_state_dict(lab_out / "toy-rn-step10.safetensors")
+    a = checkpoints.read_state_dict(lab_out / "toy-rn-step5.safetensors")
+    b = checkpoints.read_state_dict(lab_out / "toy-rn-step10.safetensors")
     assert not torch.equal(a["text_projection"], b["text_projection"])  # 5 more steps moved it

@@ -27,6 +27,8 @@ LAYERS = (
         "ptnl.__main__",
     ),
 )
+# What the package root may import, and why.
+ROOT_IMPORTS = {("ptnl", "ptnl.core.numerics"): "the kernels are pinned before torch or numpy computes"}
 MAX_LINES = 420  # "no module over ~400 lines"
 # Private names one module may take from another, and why.
 ALLOWED_PRIVATE = {
@@ -58,7 +60,7 @@ def layer(module: str) -> int:
             if (module == p or module.startswith(p + ".")) and len(p) > best:
                 best, found = len(p), i
     if module == "ptnl":
-        return -1  # the package root holds only the version and docstring
+        return -1  # the package root: the version, and the numeric path applied before anything computes
     assert found is not None, f"{module} is in no layer of tests/test_layers.py"
     return found
 
@@ -91,7 +93,7 @@ def test_every_module_imports_only_its_own_layer_or_below():
     bad = []
     for module in MODULES:
         for target, _, line in _imports(module):
-            if target == "ptnl":
+            if target == "ptnl" or (module, target) in ROOT_IMPORTS:
                 continue
             if layer(target) > layer(module):
                 bad.append(f"{module}:{line} imports {target} (layer {layer(target)} > {layer(module)})")

@@ -190,3 +190,96 @@ def test_every_notebook_runs_end_to_end_with_the_smoke_set(tmp_path, monkeypatch
     assert len(list((tmp_path / "figures" / "smoke").glob("*.png"))) == len(
         list(paths.shipped_figures_dir().glob("*.png"))
     )
+
+
+def test_a_param_set_file_works_as_set_or_file(layout, tmp_path, monkeypatch, capsys):
+    """A params-set file anywhere (an unedited copy of one in params/ too) is taken by `--set PATH`
+    and by `-f PATH`, with the checks and messages of a set inside params/."""
+    copy = tmp_path / "elsewhere" / "copy-of-smoke.yaml"
+    copy.parent.mkdir()
+    copy.write_text((tmp_path / "params" / "smoke.yaml").read_text())
+    assert notebooks.load_param_set(str(copy), layout) == {"backbone": "toy-vit", "epochs": 2}
+    calls = []
+    monkeypatch.setattr(
+        notebooks, "run", lambda nb, s, overrides, out: calls.append((nb.name, s, overrides)) or nb
+    )
+    assert main(["notebooks", "run", str(layout), "--set", str(copy)]) == 0
+    assert (
+        main(["notebooks", "run", str(layout), "--set", "smoke", "-f", str(copy), "-p", "seeds", "[4]"]) == 0
+    )
+    (_, s1, o1), (_, s2, o2) = calls
+    assert notebooks.load_param_set(s1, layout) == {"backbone": "toy-vit", "epochs": 2} and o1 == {}
+    assert notebooks.load_param_set(s2, layout) == {"backbone": "toy-vit", "epochs": 2} and o2 == {
+        "seeds": [4]
+    }
+    copy.write_text("common: {epocs: 3}\n")
+    for argv in (["--set", str(copy)], ["--set", "smoke", "-f", str(copy)]):
+        assert main(["notebooks", "run", str(layout), *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"{copy} section 'common': unknown parameter 'epocs'; did you mean 'epochs'?" in err
+    with pytest.raises(FileNotFoundError, match=f"no parameter set file {tmp_path / 'nope.yaml'}"):
+        notebooks.load_param_set(str(tmp_path / "nope.yaml"), layout)
+    # a flat file of name: value overrides still works as papermill's -f does
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("epochs: 5\n")
+    assert main(["notebooks", "run", str(layout), "--set", "smoke", "-f", str(flat)]) == 0
+    assert calls[-1][1:] == ("smoke", {"epochs": 5})
+
+
+def test_later_param_set_files_win(layout, tmp_path):
+    more = tmp_path / "more.yaml"
+    more.write_text("common: {seeds: [7]}\n01_demo: {epochs: 9}\n")
+    assert notebooks.load_param_set(["smoke", str(more)], layout) == {
+        "backbone": "toy-vit",
+        "epochs": 9,
+        "seeds": [7],
+    }
+
+
+def test_unknown_parameter_messages_are_sentences(layout):
+    declared = notebooks.notebook_parameters(layout)
+    with pytest.raises(ValueError) as e:
+        notebooks.check_names({"zzz": 1}, declared, "override")
+    assert (
+        str(e.value)
+        == "override: unknown parameter 'zzz'. Parameters of this notebook: backbone, seeds, epochs"
+    )
+    with pytest.raises(ValueError) as e:
+        notebooks.check_names({"epoch": 1}, declared, "override")
+    assert "unknown parameter 'epoch'; did you mean 'epochs'? Parameters of this notebook" in str(e.value)
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_a_notebook_whose_grid_takes_pretrained_declares_and_passes_it(path):
+    """`-p pretrained FILE` reaches every notebook whose runs take weights (notebook 10 included):
+    declared in its parameters cell and handed to its grid, never dropped for `default`."""
+    import inspect
+
+    from ptnl.sections import SECTIONS
+
+    section = SECTIONS.get(path.stem)
+    if section is None or "pretrained" not in inspect.signature(section.runs).parameters:
+        pytest.skip("its runs take no pretrained weights")
+    assert "pretrained" in notebooks.notebook_parameters(path)
+    cells = json.loads(path.read_text())["cells"]
+    code = "".join(
+        "".join(c["source"])
+        for c in cells
+        if c["cell_type"] == "code"
+        and not set(c["metadata"].get("tags", [])) & {"parameters", "injected-parameters"}
+    )
+    assert "pretrained=pretrained" in code
+
+
+def test_notebook_10_takes_pretrained_from_the_command_line(monkeypatch):
+    from ptnl.sections import build
+    from ptnl.tools.plan import notebook_params
+
+    nb = paths.REPO_ROOT / "notebooks" / "10_beyond.ipynb"
+    calls = []
+    monkeypatch.setattr(notebooks, "run", lambda nb, s, overrides, out: calls.append(overrides) or nb)
+    assert main(["notebooks", "run", str(nb), "--set", "smoke", "-p", "pretrained", "null"]) == 0
+    assert calls == [{"pretrained": None}]
+    params = {**notebook_params(nb, "smoke"), **calls[0]}
+    assert {c.pretrained for c in build("10_beyond", params)} == {None}
+    assert notebook_params(nb, "paper")["pretrained"] == "default"  # the paper set's common value

@@ -52,3 +52,23 @@ def test_paths_do_not_depend_on_the_working_directory(tmp_path):
 def test_bad_experiment_names_are_refused(bad):
     with pytest.raises(ValueError, match="plain folder name"):
         paths.experiment_dir(bad)
+
+
+def test_manifests_follow_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "c"))
+    assert paths.manifests_dir() == tmp_path / "c" / "manifests"
+
+
+NOTEBOOKS = sorted((paths.REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebooks_write_only_where_a_ptnl_variable_can_point(nb):
+    """With every PTNL_* location redirected, a notebook writes nothing under the repo: no code
+    cell builds a path from build_dir() or the repo root (notebook 10's manifest goes to the cache)."""
+    import json
+
+    code = "".join(
+        "".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"
+    )
+    assert "build_dir()" not in code and "REPO_ROOT /" not in code

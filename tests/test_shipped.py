@@ -3,26 +3,25 @@
 The fast tests check that the shipped store holds exactly the runs the toy set's notebooks read,
 each one whole and filed under its config's hash, and that the docs say what the committed
 notebooks show. The slow test retrains a sample of shipped runs from scratch (every method the
-toy set uses, a run that was trained in a batched group, visual fine-tuning, UPL members) and
-requires the same numbers: test accuracy exactly, every other metric to float rounding.
+toy set uses, a run that was trained in a batched group, visual fine-tuning, UPL members) and sorts
+each into identical / within float rounding / moved (``shipped.classify``): under the pinned numeric
+path every run must agree to rounding; elsewhere the measured amplifiers (``AMPLIFYING``) are held
+to a stated bound in test accuracy. A tampered shipped accuracy must fail the check.
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
-import torch
 
-from ptnl.core import paths
+from ptnl.core import numerics, paths
 from ptnl.tools import docs, shipped
 from ptnl.train import engine, store, upl
 from ptnl.train.config import RunConfig
 from ptnl.train.sweep import sweep
 
 SHIPPED = paths.shipped_results_dir()
-PROVENANCE = ("seconds", "group_size")  # how long and with how many others it trained, not what it measured
 
 
 def _runs() -> dict[str, tuple[object, dict]]:
@@ -83,42 +82,54 @@ def _sample(runs):
     return sorted(set(by_method.values()) | {grouped}), set(by_method)
 
 
-def _same(theirs: dict, ours: dict, rid: str):
-    assert ours["test_acc"] == theirs["test_acc"], rid
-    for k, v in theirs.items():
-        if k in PROVENANCE:
-            continue
-        w = ours[k]
-        if isinstance(v, float) and isinstance(w, float) and not (math.isnan(v) and math.isnan(w)):
-            assert w == pytest.approx(v, rel=1e-5, abs=1e-7), f"{rid}: {k}"
-        elif isinstance(v, list) and v and isinstance(v[0], float):
-            assert w == pytest.approx(v, rel=1e-5, abs=1e-7, nan_ok=True), f"{rid}: {k}"
-        elif not (isinstance(v, float) and math.isnan(v)):
-            assert w == v, f"{rid}: {k}"
+# Methods whose training amplifies float rounding into another test accuracy (measured by retraining
+# the sample under other kernel paths, docs/log/reproducible-v1.md): held to this bound in accuracy
+# where the kernels differ from the pinned path's; under the pinned path, and for every other
+# method anywhere, a retrained run must agree with the shipped one to float rounding.
+AMPLIFYING = {"visual_ft": 0.1, "robust_upl_ce": 0.05, "robust_upl_gce": 0.05}
 
 
-@pytest.fixture
-def one_thread():
-    """The shipped runs were trained at one thread (``THREADS=1``): the thread count changes the
-    order of float reductions, and through it the numbers (visual fine-tuning's most)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _check(theirs: dict, ours: dict, rid: str, method: str) -> str:
+    cls, what = shipped.classify(theirs, ours)
+    if cls == "moved":
+        pinned = numerics.describe()["path"] == "pinned"
+        bound = 0.0 if pinned else AMPLIFYING.get(method, 0.0)
+        d = abs(ours["test_acc"] - theirs["test_acc"])
+        assert bound > 0 and d <= bound, f"{rid} ({method}) moved: {what}; test accuracy by {d:.4f}"
+    return cls
+
+
+def _retrain(cfg):
+    if isinstance(cfg, upl.UPLConfig):
+        (ours,) = upl.train([cfg], experiment=None)
+        return ours
+    return engine.train_and_evaluate(cfg, device="cpu")
 
 
 @pytest.mark.slow
-def test_a_sample_of_shipped_runs_retrains_to_the_same_numbers(one_thread):
+def test_a_sample_of_shipped_runs_retrains_to_the_same_numbers(capsys):
     runs = _runs()
     sample, methods = _sample(runs)
     assert {"prompt", "visual_ft", "linear_probe", "upl", "robust_upl_gce"} <= methods
+    classes = {}
     for rid in sample:
         cfg, theirs = runs[rid]
-        if isinstance(cfg, upl.UPLConfig):
-            (ours,) = upl.train([cfg], experiment=None)
-        else:
-            ours = engine.train_and_evaluate(cfg, device="cpu")
-        _same(theirs, ours, rid)
+        classes[rid] = _check(theirs, _retrain(cfg), rid, cfg.method)
+    with capsys.disabled():
+        counts = {c: sum(v == c for v in classes.values()) for c in shipped.CLASSES}
+        print(f"\nretrain sample ({numerics.describe()['path']} numeric path): {counts}")
+
+
+@pytest.mark.slow
+def test_a_tampered_shipped_accuracy_fails_the_retrain_check():
+    runs = _runs()
+    rid = next(r for r in _sample(runs)[0] if runs[r][0].method == "prompt")
+    cfg, theirs = runs[rid]
+    ours = _retrain(cfg)
+    assert _check(theirs, ours, rid, cfg.method) in ("identical", "rounding")
+    tampered = dict(theirs, test_acc=theirs["test_acc"] + 0.0125)  # one more test image right
+    with pytest.raises(AssertionError, match="moved: test_acc"):
+        _check(tampered, ours, rid, cfg.method)
 
 
 def _write(root, rid, metrics, extra=None):
@@ -131,22 +142,34 @@ def _write(root, rid, metrics, extra=None):
     (d / "done").write_text("")
 
 
-def test_compare_counts_identical_runs_and_names_what_differs(tmp_path):
+def test_compare_sorts_runs_into_identical_rounding_and_moved(tmp_path):
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    _write(ours, "a", {"test_acc": 0.5, "seconds": 1.0})
-    _write(theirs, "a", {"test_acc": 0.5, "seconds": 9.0})  # wall time is not a result
-    _write(ours, "b", {"test_acc": 0.5, "train_loss": [1.0]})
-    _write(theirs, "b", {"test_acc": 0.5, "train_loss": [1.5]})
-    _write(ours, "c", {"test_acc": 0.5}, {"prompt.pt": b"x"})
-    _write(theirs, "c", {"test_acc": 0.5}, {"prompt.pt": b"y"})
+    _write(ours, "a", {"test_acc": 0.5, "seconds": 1.0, "numeric_path": {"cpu": "x"}})
+    _write(theirs, "a", {"test_acc": 0.5, "seconds": 9.0, "numeric_path": {"cpu": "y"}})  # provenance
+    _write(ours, "b", {"test_acc": 0.5, "train_loss": [1.0, 0.7000001]})
+    _write(theirs, "b", {"test_acc": 0.5, "train_loss": [1.0, 0.7]})  # reordered sums
+    _write(ours, "c", {"test_acc": 0.5, "train_loss": [1.0]})
+    _write(theirs, "c", {"test_acc": 0.5, "train_loss": [1.5]})  # a real difference
+    _write(ours, "e", {"test_acc": 0.4875, "train_loss": [1.0]})
+    _write(theirs, "e", {"test_acc": 0.5, "train_loss": [1.0]})  # the accuracy moved
     _write(theirs, "d", {"test_acc": 0.5})
-    out = shipped.compare_runs(ours, theirs / "toy", ids=["a", "b", "c", "d"])
-    assert (out["identical"], out["test_acc_identical"], out["missing"]) == (1, 3, ["d"])
-    assert out["differ"] == ["b: metrics train_loss", "c: prompt.pt"]
-    assert (
-        shipped.report(out, None).splitlines()[0]
-        == "1/4 runs identical to the shipped results (results/toy/)"
-    )
+    out = shipped.compare_runs(ours, theirs / "toy", ids=["a", "b", "c", "d", "e"])
+    assert [r[0] for r in out["identical"]] == ["a"]
+    assert [r[:2] for r in out["rounding"]] == [("b", "train_loss")]
+    assert [r[:2] for r in out["moved"]] == [("c", "train_loss"), ("e", "test_acc")]
+    assert out["moved"][1][2] == pytest.approx(-0.0125) and out["missing"] == ["d"]
+    first = shipped.report(out, None).splitlines()[0]
+    assert "5 in all: 1 identical, 1 within float rounding" in first and first.endswith("2 moved")
+
+
+def test_classify_holds_a_changed_digit_to_rounding_and_a_changed_accuracy_to_moved():
+    base = {"test_acc": 0.775, "train_loss": [0.9, 0.5], "n_train": 64, "weights_id": "toy:ab"}
+    assert shipped.classify(base, dict(base, seconds=3.0))[0] == "identical"
+    assert shipped.classify(base, dict(base, train_loss=[0.9, 0.5 + 1e-9]))[0] == "rounding"
+    assert shipped.classify(base, dict(base, train_loss=[0.9, 0.5 + 1e-3]))[0] == "moved"
+    assert shipped.classify(base, dict(base, test_acc=0.7625))[0] == "moved"
+    assert shipped.classify(base, dict(base, n_train=63))[0] == "moved"
+    assert shipped.classify(base, dict(base, weights_id="toy:cd"))[0] == "moved"
 
 
 def test_update_swaps_in_the_runs_and_refuses_an_unfinished_store(tmp_path):

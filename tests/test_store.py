@@ -22,8 +22,8 @@ def test_write_then_collect(fresh_store):
     store.start_run(a.replace(seed=3), "exp")  # unfinished: not collected
     d = store.run_dir(a, "exp")
     assert sorted(p.name for p in d.iterdir()) == ["config.json", "done", "metrics.json"]  # no tmp files left
-    assert json.loads((d / "config.json").read_text()) == a.identity_dict()
-    assert "temperature" not in a.identity_dict()  # hashed and stored only when set
+    assert json.loads((d / "config.json").read_text()) == a.to_dict()
+    assert a.identity_dict()["temperature"] is None  # every field is hashed, but the file names
     t = a.replace(temperature=100.0)
     assert t.identity_dict()["temperature"] == 100.0 and t.run_id != a.run_id
     assert store.load_metrics(a, "exp") == {"test_acc": 0.5, "train_loss": [1.0, 0.5], "r": None}

@@ -32,6 +32,12 @@ def cache_dir() -> Path:
     return _from_env("PTNL_CACHE", REPO_ROOT / "cache")
 
 
+def manifests_dir() -> Path:
+    """Noise manifests a notebook writes (notebook 10's example): ``<cache>/manifests/``, so they
+    follow ``$PTNL_CACHE`` (recomputable: ``python -m ptnl noise export`` writes one again)."""
+    return cache_dir() / "manifests"
+
+
 def results_dir() -> Path:
     """Run store: ``results/<experiment>/<config-hash>/`` (``$PTNL_RESULTS``, default ``results/``)."""
     return _from_env("PTNL_RESULTS", REPO_ROOT / "results")

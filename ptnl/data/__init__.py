@@ -15,8 +15,9 @@
   once per process.
 - ``identity(name)``: a short string that changes whenever the data a run reads does
   (``Dataset.fingerprint()`` of what would load; "missing" when nothing is on disk), for run ids.
-- ``check_images(split, refs=None)``: FileNotFoundError naming the missing images, before encoding.
-  An unreadable image raises ``ImageReadError`` (an OSError and a ValueError) naming the file.
+- ``check_images(split, refs=None)``: FileNotFoundError naming the missing images, ``ImageReadError``
+  (an OSError and a ValueError) the unreadable ones, before encoding; loading an unreadable image
+  raises it too, naming the file.
 - ``fewshot_indices(labels, shots, seed, allow_fewer=False)``: K images per class from a train
   split (``ptnl.data.sampling``; its random stream is independent of the noise's).
 - ``TEMPLATES``, ``NOISY_TEMPLATES``, ``SIMPLE_TEMPLATES``, ``ensemble_templates(name)``

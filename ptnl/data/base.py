@@ -28,7 +28,7 @@ class ImageReadError(OSError, ValueError):
 
 
 # PIL's ways of saying "this file is not a readable image" (truncated, not an image, bad header).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ImageFiles:
             with open(path, "rb") as f:
                 img = Image.open(f)
                 img.load()  # PIL decodes lazily: a truncated file only fails here
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             raise ImageReadError(
                 f"{self.dataset} {self.split}: cannot read image {path}: {e}. Re-download it or remove it "
                 "from the split"
@@ -132,9 +132,9 @@ class Dataset:
         names (cleaned) and, for train, val and test in turn, the ordered refs and labels; then the
         train images' true labels, if the dataset has them (``train_true_labels``).
 
-        Exact for everything but the pixels: an image file replaced under the same ref is not
-        seen (hashing 1.28M files is not cheap). The image folder is left out, so moving the data
-        elsewhere keeps the fingerprint. Computed once per Dataset (it is immutable).
+        Exact for everything but the pixels, which ``ptnl.data.disk.content_identity`` adds for
+        run ids (per-file digests cached by stat). The image folder is left out, so moving the
+        data elsewhere keeps the fingerprint. Computed once per Dataset (it is immutable).
         """
         cached = self.__dict__.get("_fingerprint")
         if cached is None:

@@ -1,8 +1,10 @@
 """What is on disk, judged without training: image checks, the data identity of run ids, and
 the one-line status `make plan` prints.
 
-- ``check_images(split, refs=None)``: FileNotFoundError naming the missing images, before encoding.
-- ``identity(name)``: ``Dataset.fingerprint()`` of what ``load_dataset(name)`` would return,
+- ``check_images(split, refs=None)``: FileNotFoundError naming the missing images, ImageReadError
+  the unreadable ones (a header read per file, ``unreadable``), before encoding.
+- ``identity(name)``: ``content_identity`` (the split's fingerprint and every image's content) of
+  what ``load_dataset(name)`` would return,
   ``MISSING`` or ``CORRUPT`` when it would fail; memoised on the stat of the files that pick the
   route and hold the split (``_watched``).
 - ``disk_status(name)``: a ``DiskStatus`` (state, one line) saying what is wrong, if anything.
@@ -13,11 +15,15 @@ memoised on the stat of ``noisy_watched``'s files.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple
 
-from ptnl.data.base import ImageFiles, Split
+from PIL import Image
+
+from ptnl.data.base import DECODE_ERRORS, ImageFiles, ImageReadError, Split
+from ptnl.data.content import digest_of_digests, file_digests
 from ptnl.data.noisy_sets import load_noisy_set, noisy_name, noisy_watched
 from ptnl.data.readers import (
     coop_available,
@@ -53,15 +59,41 @@ TORCHVISION_FILES = {
 }
 
 
-_PRESENT: dict[str, set[str]] = {}  # image folder -> refs found on disk by check_images in this process
+_PRESENT: dict[str, set[str]] = {}  # image folder -> refs check_images found whole in this process
+JPEG_END = b"\xff\xd9"  # a JPEG's end-of-image marker: what a truncated file lacks
+
+
+def unreadable(path: str) -> str | None:
+    """Why the image file at ``path`` cannot be decoded, or None; judged cheaply. PIL parses the
+    header and verifies what it can without decoding (a PNG's chunks and their CRCs); a JPEG
+    must end with its end-of-image marker. A JPEG without one, or another format, is decoded in
+    full, so a file the loader reads is never refused."""
+    try:
+        with Image.open(path) as img:
+            fmt = img.format
+            img.verify()
+        if fmt == "PNG" or (fmt == "JPEG" and _ends_whole(path)):
+            return None
+        with Image.open(path) as img:
+            img.load()
+    except DECODE_ERRORS as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+def _ends_whole(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(max(os.fstat(f.fileno()).st_size - 64, 0))
+        return f.read().rstrip(b"\0").endswith(JPEG_END)
 
 
 def check_images(split: Split, refs=None) -> None:
-    """Raise FileNotFoundError if an image of ``split`` (only ``refs`` of it, if given) is missing.
+    """Raise FileNotFoundError if an image of ``split`` (only ``refs`` of it, if given) is missing,
+    ``ImageReadError`` if one cannot be decoded (``unreadable``: its header, a truncated end).
 
-    One stat per ref not yet found in this process (~1-3 s per million on a local disk), so it can
-    run right before encoding instead of a missing file surfacing minutes into it. A no-op for
-    splits whose images are not files (toy, synthetic).
+    One stat and one header read per ref not yet found whole in this process, so it can run
+    right before encoding instead of a bad file surfacing minutes into it. A no-op for splits
+    whose images are not files (toy, synthetic).
     """
     files = split.image_loader
     if not isinstance(files, ImageFiles):
@@ -69,8 +101,9 @@ def check_images(split: Split, refs=None) -> None:
     present = _PRESENT.setdefault(files.root, set())
     todo = [r for r in dict.fromkeys(split.refs if refs is None else refs) if r not in present]
     missing = [r for r in todo if not os.path.isfile(files.path(r))]
-    present.update(todo)
-    present.difference_update(missing)
+    gone = set(missing)
+    bad = {r: why for r in todo if r not in gone and (why := unreadable(files.path(r))) is not None}
+    present.update(r for r in todo if r not in gone and r not in bad)
     if missing:
         shown = "\n  ".join(files.path(r) for r in missing[:5])
         more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -78,6 +111,19 @@ def check_images(split: Split, refs=None) -> None:
             f"{files.dataset} {files.split}: {len(missing)} of {len(todo)} images checked are missing under "
             f"{files.root}:\n  {shown}{more}\nRe-download the dataset, or check that its folder is laid "
             f"out as {COOP_DATASETS_MD} says."
+        )
+    if len(bad) == 1:
+        [(ref, why)] = bad.items()
+        raise ImageReadError(
+            f"{files.dataset} {files.split}: cannot read image {files.path(ref)}: {why}. Re-download it or "
+            "remove it from the split"
+        )
+    if bad:
+        shown = "\n  ".join(f"{files.path(r)}: {why}" for r, why in list(bad.items())[:5])
+        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ImageReadError(
+            f"{files.dataset} {files.split}: {len(bad)} of {len(todo)} images checked cannot be read under "
+            f"{files.root}:\n  {shown}{more}\nRe-download them or remove them from the split"
         )
 
 
@@ -120,7 +166,7 @@ def identity(name: str, root: str | Path | None = None) -> str:
     next process lists them again. A dataset registered in memory is its own ``fingerprint()``.
     """
     if isinstance(name, str) and (held := registered(name)) is not None:
-        return held.fingerprint()
+        return content_identity(held)
     if isinstance(name, str) and name.lower().startswith("toy-"):
         if name not in _TOY_IDENTITIES:
             try:
@@ -137,13 +183,31 @@ def identity(name: str, root: str | Path | None = None) -> str:
     return _memoised((spec.name, str(root)), disk_key, lambda: load_dataset(spec.name, root))
 
 
+def content_identity(ds) -> str:
+    """``ds.fingerprint()`` (split, labels, class names, template) joined with the content of every
+    image file of its splits (``ptnl.data.content``: sha256 per file, cached by stat), as
+    ``"<split_source>:<16 hex>"``. Images that are code (the toy world) or in memory add nothing:
+    their fingerprint is the dataset's. The image folder is not hashed: the same files elsewhere
+    are the same data. FileNotFoundError if an image is missing."""
+    base = ds.fingerprint()
+    files = []
+    for part in ("train", "val", "test"):
+        sp = getattr(ds, part)
+        if sp is not None and isinstance(sp.image_loader, ImageFiles):
+            files += [sp.image_loader.path(r) for r in sp.refs]
+    if not files:
+        return base
+    images = digest_of_digests(file_digests(files))
+    return f"{ds.split_source}:{hashlib.sha256(f'{base}{chr(10)}{images}'.encode()).hexdigest()[:16]}"
+
+
 def _memoised(memo_key: tuple[str, str], disk_key: tuple, load) -> str:
     """``load().fingerprint()``, MISSING or CORRUPT, recomputed only when ``disk_key`` changes."""
     hit = _IDENTITIES.get(memo_key)
     if hit is not None and hit[0] == disk_key:
         return hit[1]
     try:
-        ident = load().fingerprint()
+        ident = content_identity(load())
     except FileNotFoundError:
         ident = MISSING
     except ValueError:

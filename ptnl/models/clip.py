@@ -32,13 +32,12 @@ from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preproc
 from torch import nn
 
 from ptnl.core.paths import weights_dir
+from ptnl.models.checkpoints import is_torchscript, read_state_dict
 from ptnl.models.weights import (
     OPENAI_CONFIGS,
     canonical_name,
     download_tag,
-    is_torchscript,
     openai_config,
-    read_state_dict,
     resolve_weights,
     tag_config,
 )

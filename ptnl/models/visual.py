@@ -18,7 +18,7 @@ from torch import nn
 
 from ptnl.models.clip import CLIPBundle, load_weights
 from ptnl.models.heads import DEFAULT_SEED, default_generator
-from ptnl.models.weights import file_sha256, looks_like_path, resolve_checkpoint
+from ptnl.models.weights import file_weights_id, looks_like_path, resolve_checkpoint
 
 HEAD_INIT_STD = 0.01  # visual fine-tuning head init
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,7 +46,7 @@ def load_imagenet_resnet50(
         weights_id = "random"
     elif looks_like_path(weights):
         path = resolve_checkpoint(weights)
-        weights_id = f"file:{file_sha256(path)[:16]}"
+        weights_id = file_weights_id(path)  # by its tensors, as the run id names it
     else:
         name = RESNET50_DEFAULT_WEIGHTS if weights == "default" else weights
         try:
@@ -63,7 +63,7 @@ def load_imagenet_resnet50(
             raise RuntimeError(
                 f"cannot load the torchvision ResNet-50 weights {name}: {os.path.basename(enum.url)} is not in "
                 f"the cache folder {folder} and the download failed ({type(e).__name__}: {e}). Offline? Put "
-                f"the file there, or pass a local file: weights='/path/to/resnet50.pth' (a state dict)."
+                f"the file there, or pass a local file: notebook 02's -p resnet50_weights /path/to/resnet50.pth (RunConfig.visual_weights; a state dict)."
             ) from e
         weights_id = f"torchvision:{name}"
     with torch.random.fork_rng(devices=[]):

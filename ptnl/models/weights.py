@@ -23,27 +23,27 @@ Importing this module imports neither torch nor open_clip, so a run id can be co
 
 from __future__ import annotations
 
-import hashlib
 import os
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptnl.core.paths import cache_dir, weights_dir
+from ptnl.core.paths import weights_dir
+from ptnl.models.checkpoints import (
+    CHECKPOINT_SUFFIXES,
+    file_sha256,
+    file_weights_id,
+    looks_like_path,
+    resolve_checkpoint,
+)
 from ptnl.toy import TOY_BACKBONES
-from ptnl.toy.lab import existing_lab_checkpoint, expand_state, is_lab_name
+from ptnl.toy.lab import existing_lab_checkpoint, is_lab_name
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 # The paper's backbones -> the open_clip config that matches OpenAI's weights (QuickGELU).
 OPENAI_CONFIGS = {"RN50": "RN50-quickgelu", "ViT-B-32": "ViT-B-32-quickgelu"}
-# Keys OpenAI's TorchScript files carry besides the weights (open_clip drops them the same way).
-_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
-# Files a safetensors/zip/pickle checkpoint may be; anything else with a separator is a path too.
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 DOWNLOAD_PROBE_TIMEOUT_S = 3.0
 
 
@@ -74,117 +74,6 @@ def openai_config(name: str) -> str:
     return OPENAI_CONFIGS.get(_base(name), name)
 
 
-# ----------------------------------------------------------------------------- checkpoint files
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file (memoised on path, size and mtime: checkpoints are hundreds of MB)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
-
-
-def is_torchscript(path: Path) -> bool:
-    """Whether a checkpoint file is a TorchScript archive (OpenAI's original ``.pt`` format)."""
-    # torch.save and torch.jit.save both write zip files; only TorchScript has code and constants.
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
-
-
-def _converted_torchscript(path: Path, sha: str) -> Path:
-    """OpenAI's .pt files are TorchScript archives: loading one runs its code. Do it once, keep
-    the weights as safetensors under cache_dir(), and read those from then on."""
-    import torch
-    from safetensors.torch import save_file
-
-    out = cache_dir() / "converted-weights" / f"{sha[:16]}.safetensors"
-    if out.is_file():
-        return out
-    warnings.warn(
-        f"{path} is a TorchScript archive (OpenAI's original format); loading it executes the code "
-        f"stored in it. Only do this with files you trust. Converting it once to {out}.",
-        UserWarning,
-        stacklevel=3,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; we only read weights
-        scripted = torch.jit.load(str(path), map_location="cpu")
-    state = {k: v.detach().clone().contiguous() for k, v in scripted.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, out)  # atomic: a crash never leaves a half-written cache entry
-    return out
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A checkpoint file as a flat state dict on the CPU (safetensors, torch.save, or TorchScript)."""
-    import torch
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        elif is_torchscript(path):
-            from safetensors.torch import load_file
-
-            state = load_file(str(_converted_torchscript(path, file_sha256(path))), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # corrupt, truncated, or not a checkpoint at all
-        raise ValueError(
-            f"could not read checkpoint {path}: {type(e).__name__}: {e}. Pass a state dict saved with "
-            "torch.save, a .safetensors file, or OpenAI's original .pt file."
-        ) from e
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if (
-        not isinstance(state, dict)
-        or not state
-        or not all(isinstance(v, torch.Tensor) for v in state.values())
-    ):
-        raise ValueError(f"checkpoint {path} does not hold a state dict (a dict of tensors)")
-    state = expand_state(state)  # a toy lab snapshot stores only the token rows it can reach
-    if all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return {k: v for k, v in state.items() if k not in _NON_WEIGHT_KEYS}
-
-
-def looks_like_path(s: str) -> bool:
-    """Whether a ``pretrained`` value names a local file rather than an open_clip tag."""
-    return os.sep in s or "/" in s or s.endswith(_CHECKPOINT_SUFFIXES) or Path(s).expanduser().exists()
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A local checkpoint as given, or else by that name in ``weights_dir()`` (where users drop files)."""
-    p = Path(path).expanduser()
-    if p.is_file():
-        return p
-    if not p.is_absolute() and (weights_dir() / p).is_file():
-        return weights_dir() / p
-    raise FileNotFoundError(
-        f"checkpoint file {path} does not exist (looked at {p.resolve()} and {weights_dir() / p})"
-    )
-
-
 def weights_file_by_name(name: str) -> Path | None:
     """``weights/<name>.<ext>`` for a backbone name (``RN50.pt``, ``ViT-B-32.safetensors``, ...):
     the file ``pretrained="default"`` picks before OpenAI's tag, so an offline user only drops the
@@ -192,7 +81,7 @@ def weights_file_by_name(name: str) -> Path | None:
     name = canonical_name(name)
     base = _base(name)
     stems = dict.fromkeys([name, base, base.replace("-", "/").replace("/", "_")])
-    hits = [weights_dir() / f"{s}{ext}" for s in stems for ext in _CHECKPOINT_SUFFIXES]
+    hits = [weights_dir() / f"{s}{ext}" for s in stems for ext in CHECKPOINT_SUFFIXES]
     hits = [h for h in hits if h.is_file()]
     if len(hits) > 1:
         raise ValueError(
@@ -200,30 +89,6 @@ def weights_file_by_name(name: str) -> Path | None:
             "keep one, or name the file with pretrained=<path>"
         )
     return hits[0] if hits else None
-
-
-_TENSOR_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def tensors_sha256(path: str | Path) -> str:
-    """Hex sha256 of the weights a checkpoint file holds, not of its bytes: the sorted keys, shapes
-    and values as ``load_clip`` loads them (floats as float32), so the same weights saved as ``.pt``,
-    ``.safetensors``, fp16 or fp32, or as OpenAI's TorchScript are one identity to the run store."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _TENSOR_SHA_CACHE:
-        h = hashlib.sha256()
-        for k, v in sorted(read_state_dict(p).items()):
-            v = v.detach().float() if v.is_floating_point() else v.detach()
-            h.update(f"{k}\x1f{v.dtype}\x1f{tuple(v.shape)}\x1e".encode())
-            h.update(v.contiguous().cpu().numpy().tobytes())
-        _TENSOR_SHA_CACHE[key] = h.hexdigest()
-    return _TENSOR_SHA_CACHE[key]
-
-
-def file_weights_id(path: str | Path) -> str:
-    return f"file:{tensors_sha256(path)[:16]}"
 
 
 # ----------------------------------------------------------------------------- open_clip tags
@@ -346,6 +211,7 @@ class Weights:
     kind: str  # "random", "toy" (a shipped toy checkpoint), "file" (a local file) or "tag" (open_clip)
     path: Path | None = None  # toy and file
     tag: str | None = None  # tag
+    model: str | None = None  # tag: the open_clip model the tag belongs to
 
     @property
     def weights_id(self) -> str:
@@ -356,7 +222,11 @@ class Weights:
             return f"toy:{file_sha256(self.path)[:16]}" if self.path.is_file() else "toy:missing"
         if self.kind == "file":
             return file_weights_id(self.path)
-        return self.tag
+        # A tag whose file is in the cache is named by its tensors, as the same file passed by path
+        # is; before the download, by the tag (it names one published file).
+        tag_cfg = tag_config(self.model, self.tag) if self.model else {}
+        cached = cached_tag_file(tag_cfg, None) if tag_cfg else None
+        return file_weights_id(cached) if cached else self.tag
 
 
 def resolve_weights(name: str, pretrained: str | os.PathLike | None = "default") -> Weights:
@@ -389,21 +259,30 @@ def resolve_weights(name: str, pretrained: str | os.PathLike | None = "default")
             return Weights("file", path=by_name)
         if _base(name) not in OPENAI_CONFIGS:
             return Weights("tag", tag="default")  # load_clip says there is no default here
-        return Weights("tag", tag="openai")
-    return Weights("tag", tag=pretrained)
+        return Weights("tag", tag="openai", model=name)
+    return Weights("tag", tag=pretrained, model=name)
 
 
 def weights_identity(name: str, pretrained: str | os.PathLike | None = "default") -> str:
     """The ``weights_id`` that ``load_clip(name, pretrained)`` would report, without building the
     model: "toy:<sha>" for a shipped toy checkpoint, "file:<sha of the tensors>" for a local file,
-    "random" for None, else the open_clip tag. Run ids include it, so regenerating a checkpoint
+    "random" for None, an open_clip tag by its cached file's tensors (the tag itself before it is
+    downloaded). Run ids include it instead of ``pretrained``, so regenerating a checkpoint
     (same config, new weights) can never reuse the old checkpoint's results, while converting a
-    file (.pt to .safetensors) keeps them."""
+    file (.pt to .safetensors), moving it, or naming it by path instead of "default", keeps them."""
     try:
         w = resolve_weights(name, pretrained)
     except FileNotFoundError:
         return f"file-missing:{pretrained}"  # load_clip will say what is missing
     return w.weights_id
+
+
+def local_weights_identity(path: str | os.PathLike) -> str:
+    """``file:<sha of the tensors>`` of a state-dict file (``file-missing:<path>`` if there is none)."""
+    try:
+        return file_weights_id(resolve_checkpoint(path))
+    except FileNotFoundError:
+        return f"file-missing:{os.fspath(path)}"
 
 
 def weights_available(name: str, pretrained: str | os.PathLike | None = "default") -> bool:

@@ -2,7 +2,8 @@
 paper's tables in the same shape, and fixed-width text of both side by side.
 
 ``tidy(store rows)`` adds ``acc`` (test accuracy in percent) and ``variant``; ``summarize``
-averages seeds into one row per setting with ``mean``, ``std``, ``n``. ``paper_summary(table)``
+averages seeds into one row per setting with ``mean``, ``std``, ``n``, and keeps the values it
+averaged, per seed, in ``seeds`` (a ``SeedValues``; what the claims resample, ``ptnl.report.stats``). ``paper_summary(table)``
 puts a table of the paper (``ptnl.report.reference``) into the same shape. ``select``, ``acc``,
 ``drop`` and ``rates`` read a summary per dataset, as the claims do.
 """
@@ -37,15 +38,58 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+SEEDS = "seeds"  # the summary column that keeps each setting's values per seed
+
+
+class SeedValues:
+    """The values one summary row averages, with the seed of each (``seeds[i]`` for row i of
+    ``values``, [runs, k]; a seed may have several runs), so that the claims can resample seeds
+    (``ptnl.report.stats.resampled``). A resample gives seed j a count c_j: every column is
+    then the count-weighted mean of ``values`` (all counts 1: the row's own means), passed through
+    ``derive`` ([..., k] means -> [..., len(columns)]) if given. Compares by content."""
+
+    def __init__(self, seeds, values, columns=("mean",), derive: Callable | None = None):
+        self.seeds = tuple(int(x) for x in seeds)
+        self.values = np.asarray(values, dtype=float).reshape(len(self.seeds), -1)
+        self.labels = tuple(sorted(set(self.seeds)))  # the distinct seeds: the row's block
+        self.columns, self.derive = tuple(columns), derive
+
+    def __repr__(self) -> str:
+        return f"<{len(self.labels)} seeds>"
+
+    def _key(self):
+        return self.seeds, self.values.tobytes(), self.columns
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SeedValues) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+def seed_values(df: pd.DataFrame, by: Sequence[str], value: str, seed: str = "seed") -> list:
+    """Per group of ``df.groupby(by, dropna=False, sort=True)``, in that order: a ``SeedValues`` of
+    the group's non-missing ``value`` per ``seed`` (None where it has none)."""
+    out = []
+    for _, g in df.groupby(list(by), dropna=False, sort=True):
+        g = g[g[value].notna() & g[seed].notna()]
+        out.append(SeedValues(g[seed], g[value].to_numpy(float)) if len(g) else None)
+    return out
+
+
 def summarize(df: pd.DataFrame, by: Sequence[str] = SETTING, value: str = "acc") -> pd.DataFrame:
-    """Mean, std (ddof 1; NaN for one seed) and count of ``value`` over seeds, per setting."""
+    """Mean, std (ddof 1; NaN for one seed) and count of ``value`` over seeds, per setting, and
+    (when the rows have a ``seed``) the values per seed in ``SEEDS``."""
     df = tidy(df) if value == "acc" and "acc" not in df else df
     by = [c for c in by if c in df.columns]
     # Rows come in run-id order; sorting by setting and seed fixes the summation order, so the
     # means (and figures drawn from them) do not depend on the hash that files the runs.
     df = df.sort_values([*by, *(["seed"] if "seed" in df.columns else [])], kind="stable")
     g = df.groupby(by, dropna=False, sort=True)[value]
-    return g.agg(mean="mean", std="std", n="count").reset_index()
+    out = g.agg(mean="mean", std="std", n="count").reset_index()
+    if "seed" in df.columns and len(df):
+        out[SEEDS] = seed_values(df, by, value)
+    return out
 
 
 def paper_summary(*tables: str) -> pd.DataFrame:

@@ -26,6 +26,7 @@ import pandas as pd
 from ptnl.core.checks import as_list
 from ptnl.models.weights import canonical_name
 from ptnl.report.claims import claim
+from ptnl.report.tables import SEEDS, SeedValues
 from ptnl.sections.common import Section, config, unique
 from ptnl.toy import OBJECTS_CLASS_COUNTS, TOY_BACKBONES
 from ptnl.train.config import RunConfig
@@ -156,12 +157,10 @@ def _per_seed(df: pd.DataFrame, noise_rate: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _outcomes(a: np.ndarray) -> np.ndarray:
-    """Outcomes from per-seed columns [clean, noisy, ref_clean, ref_noisy, wrong_fit, ref_wrong_fit,
-    zero_shot] (rows = seeds, or [..., seeds, 7] for bootstrap resamples): the means over seeds of
-    the accuracies, the drops, their ratio (of the mean drops), the gain over zero-shot and the
-    wrong labels fitted."""
-    m = a.mean(axis=-2)
+def _outcomes(m: np.ndarray) -> np.ndarray:
+    """Outcomes from the means over seeds of [clean, noisy, ref_clean, ref_noisy, wrong_fit,
+    ref_wrong_fit, zero_shot] ([..., 7]; the leading axes bootstrap resamples): the accuracies, the
+    drops, their ratio (of the mean drops), the gain over zero-shot and the wrong labels fitted."""
     clean, noisy, ref_clean, ref_noisy, wrong, ref_wrong, zs = np.moveaxis(m, -1, 0)
     drop, ref_drop = clean - noisy, ref_clean - ref_noisy
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -205,8 +204,9 @@ def cell_table(
     for key, g in per.sort_values([*CELL, "class_names", "seed"]).groupby([*CELL, "class_names"], sort=True):
         a = g[cols].to_numpy(float)
         row = dict(zip([*CELL, "class_names"], key))
-        row.update(zip(OUTCOMES, _outcomes(a)))
-        boots = _outcomes(a[rng.integers(0, len(a), size=(n_boot, len(a)))]) if len(a) > 1 else None
+        row.update(zip(OUTCOMES, _outcomes(a.mean(0))))
+        row[SEEDS] = SeedValues(g["seed"], a, OUTCOMES, _outcomes)  # what the claims resample
+        boots = _outcomes(a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(-2)) if len(a) > 1 else None
         for name in INTERVALS:
             i = OUTCOMES.index(name)
             if boots is None or np.isnan(boots[:, i]).all():

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ptnl.core.checks import as_list
 from ptnl.report.claims import claim
 from ptnl.report.tables import acc, drop
 from ptnl.sections.common import HIGH_NOISE, SGD_LINEAR, Section, grid, shared_fields
@@ -34,13 +35,21 @@ def sec42_robustness(
     shots: int = 16,
     feature_mode: str = "views",
     pretrained="default",
+    resnet50_weights: str | None = None,
 ) -> list[RunConfig]:
     """Notebook 02: Figure 2 (prompt tuning and a linear head, CE and GCE; the sklearn linear
-    probe) on ``datasets``, and Figure 1's extra baseline, visual fine-tuning, on ``fig1_datasets``."""
+    probe) on ``datasets``, and Figure 1's extra baseline, visual fine-tuning, on ``fig1_datasets``
+    (an empty list skips Figure 1). ``resnet50_weights``: the ImageNet ResNet-50 file visual
+    fine-tuning starts from on a real backbone (None: torchvision's, from torch's cache)."""
     common = shared_fields(backbone, pretrained, epochs, shots, feature_mode)
-    return grid(datasets, SEC42_FIG2, noise_rates, seeds, **common) + grid(
-        fig1_datasets, [("visual_ft", "ce")], noise_rates, seeds, **common
-    )
+    runs = grid(datasets, SEC42_FIG2, noise_rates, seeds, **common)
+    if isinstance(fig1_datasets, list | tuple) and not fig1_datasets:
+        return runs  # Figure 1 skipped
+    fig1 = as_list(fig1_datasets, "fig1_datasets")
+    visual = grid(fig1, [("visual_ft", "ce")], noise_rates, seeds, **common)
+    if resnet50_weights is not None:
+        visual = [c.replace(visual_weights=str(resnet50_weights)) for c in visual]
+    return runs + visual
 
 
 def sec42_claims(

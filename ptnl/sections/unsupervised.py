@@ -19,7 +19,7 @@ from ptnl.data import on_disk
 from ptnl.models.weights import weights_available
 from ptnl.report import figures, reference
 from ptnl.report.claims import claim
-from ptnl.report.tables import acc, fmt
+from ptnl.report.tables import SEEDS, acc, fmt, seed_values
 from ptnl.sections.common import Section, pretrained_for
 from ptnl.sections.common import config as run_config
 from ptnl.train import engine
@@ -186,8 +186,12 @@ TABLE5_VARIANTS = ("zeroshot", "upl", "robust_upl_ce", "robust_upl_gce")
 def summarize(df: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
     """Mean, std and count over repeats per (dataset, backbone, variant): ``ptnl.report.tables.summarize``'s shape."""
     rows = df.dropna(subset=[value])
-    g = rows.groupby(["dataset", "backbone", "variant"], sort=True)[value]
-    return g.agg(mean="mean", std="std", n="count").reset_index()
+    by = ["dataset", "backbone", "variant"]
+    g = rows.groupby(by, sort=True)[value]
+    out = g.agg(mean="mean", std="std", n="count").reset_index()
+    if len(rows):  # each repeat's value, for the claims' verdicts (repeats are the seeds here)
+        out[SEEDS] = seed_values(rows, by, value, seed="repeat")
+    return out
 
 
 def pseudo_label_summary(df: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,8 @@ checkpoint and the toy lab's largest task, toy-objects-64 (notebook 09): per ste
 runs over all 64 classes, so it shows what the engine saves where a toy run is most expensive.
 ``--smoke`` runs the rows on a tiny random backbone in seconds. Writes ``build/bench.json`` and
 prints a markdown table.
+
+The numeric path's cost: ``ptnl.tools.bench_numeric`` (section ``numeric_path`` of the JSON).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from PIL import Image
 from ptnl.core import paths
 from ptnl.data.base import Dataset, Split
 from ptnl.models.clip import load_clip
+from ptnl.tools import bench_numeric
+from ptnl.tools.bench_numeric import measure_numeric, numeric_markdown, numeric_path_cost
 from ptnl.tools.coop_reference import CoOpReference, reference_fit
 from ptnl.train import engine
 from ptnl.train import features as F
@@ -251,11 +255,13 @@ def run_benchmarks(
     out_path: Path | None = None,
     in_process: bool = False,
     toy_case: bool = False,
+    numeric_path: dict | None = None,
 ) -> dict:
     """Measure every (backbone, mode) row at ``N_CLASSES`` classes, and with ``toy_case`` the
     rows of ``TOY_CASE``, and write the JSON. ``in_process=True`` measures in this process instead
     of one subprocess per row: no interpreter and CUDA start-up per row (what a timed GPU check
-    wants), but ``peak_rss_mb`` is then this process's peak so far."""
+    wants), but ``peak_rss_mb`` is then this process's peak so far. ``numeric_path``, e.g.
+    ``{"epochs": 10, "repeats": 3}``, also measures ``numeric_path_cost`` with those arguments."""
     out_path = out_path or paths.build_dir() / "bench.json"
     cache = Path(tempfile.mkdtemp(prefix="ptnl-bench-cache-"))
     env = {**os.environ, "PTNL_CACHE": str(cache), "TQDM_DISABLE": "1"}
@@ -281,6 +287,8 @@ def run_benchmarks(
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     _derive(results)
+    if numeric_path is not None:
+        results["numeric_path"] = numeric_path_cost(**numeric_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     slim = {**results, "rows": [{k: v for k, v in r.items() if k != "ctx"} for r in results["rows"]]}
     out_path.write_text(json.dumps(slim, indent=2) + "\n")
@@ -360,7 +368,10 @@ def markdown(results: dict) -> str:
             f"| {r['backbone']} | {_case(r)[1]} | {r['mode']} | {r['step_s']:.4f} | {r['steps_per_s']:.2f} | {speed} | {target} "
             f"| {r['runs_per_hour']:.1f} | {r['peak_rss_mb']:.0f} | {'; '.join(notes)} |"
         )
-    return "\n".join(lines)
+    parts = ["\n".join(lines)] if results["rows"] else []  # none: e.g. --backbones "" --no-toy-case
+    if "numeric_path" in results:
+        parts.append(numeric_markdown(results["numeric_path"]))
+    return "\n\n".join(parts)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -378,6 +389,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         action="store_false",
         help=f"skip the many-class toy case ({TOY_CASE[0]}, {TOY_CASE[1]} classes; on by default)",
     )
+    bench_numeric.add_arguments(ap)
     ap.add_argument(
         "--worker",
         nargs=5,
@@ -388,6 +400,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def command(ns: argparse.Namespace) -> int:
     """Measure and print the table; ``--worker`` measures one row and prints it as JSON."""
+    if ns.numeric_worker is not None:
+        print(json.dumps(measure_numeric(ns.numeric_worker)))
+        return 0
     if ns.worker:
         bb, mode, steps, device, classes = ns.worker
         print(json.dumps(measure(bb, mode, int(steps), device, int(classes))))
@@ -398,6 +413,8 @@ def command(ns: argparse.Namespace) -> int:
     if unknown:
         ns.usage_error(f"unknown modes {sorted(unknown)}; choose from {MODES}")
     out = Path(ns.out) if ns.out else None
-    res = run_benchmarks(backbones, ns.steps, ns.device, modes, out, toy_case=ns.toy_case and not ns.smoke)
+    on, toy = ns.numeric_path and not ns.smoke, ns.toy_case and not ns.smoke
+    numeric = {"epochs": ns.numeric_epochs, "repeats": ns.numeric_repeats} if on else None
+    res = run_benchmarks(backbones, ns.steps, ns.device, modes, out, toy_case=toy, numeric_path=numeric)
     print(markdown(res))
     return 0

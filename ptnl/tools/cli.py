@@ -143,6 +143,21 @@ def _config_from_args(ns: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(d)
 
 
+# Options of the sweep itself, not of a run: given as --base/--set keys, they point to their flag.
+SWEEP_OPTIONS = {"device": "--device", "experiment": "--experiment", "workers": "--workers",
+                 "group": "--group", "group_size": "--group", "shard": "--shard"}  # fmt: skip
+
+
+def _check_not_options(fields: dict, how: str) -> None:
+    for key, value in fields.items():
+        if key in SWEEP_OPTIONS:
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            raise ValueError(
+                f"{how} {key}={shown}: {key!r} is not a RunConfig field but an option of the sweep; "
+                f"use {SWEEP_OPTIONS[key]} {shown}"
+            )
+
+
 def _grid_from_args(ns: argparse.Namespace):
     base, axes, experiment = {}, {}, None
     if ns.grid:
@@ -164,6 +179,8 @@ def _grid_from_args(ns: argparse.Namespace):
         axes = dict(axes)
         for k, v in ns.set:
             axes[k] = [_scalar(x) for x in v.split(",")]
+    _check_not_options(base, "--base")
+    _check_not_options(axes if isinstance(axes, dict) else {}, "--set")
     return grid(unflatten(base), axes or {}), ns.experiment or experiment
 
 
@@ -262,9 +279,9 @@ def _store_command(fn):
 
 def _plan(ns: argparse.Namespace) -> int:
     try:
-        overrides = notebooks.parse_overrides(ns.param, ns.parameters_file)
+        set_files, overrides = notebooks.read_overrides(ns.param, ns.parameters_file)
         notebooks.check_names(overrides, notebooks.declared_anywhere(), "override", "any notebook")
-        plan(ns.set, overrides)
+        plan([ns.set, *set_files] if set_files else ns.set, overrides)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -340,9 +357,9 @@ def parser() -> argparse.ArgumentParser:
         help="print what a parameter set's notebooks will run, what is done, what is missing on disk",
         description="Print what the notebooks of a parameter set will run.",
     )
-    p_pl.add_argument("--set", default="paper", help="parameter set: params/<set>.yaml (default: paper)")
+    p_pl.add_argument("--set", default="paper", help=notebooks.SET_HELP.format(default="paper"))
     notebooks.add_param_option(p_pl)
-    notebooks.add_file_option(p_pl, "YAML overrides")
+    notebooks.add_file_option(p_pl, notebooks.FILE_HELP)
     p_pl.set_defaults(command=_plan)
 
     for name, module, help in TOOLS:

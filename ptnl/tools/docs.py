@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ptnl.core import paths
 from ptnl.core.files import atomic_write_bytes
-from ptnl.report.claims import CLAIMS_MIME
+from ptnl.report.claims import CLAIM_COLUMNS, CLAIMS_MIME, VERDICTS
 from ptnl.sections import SECTIONS
 from ptnl.tools import notebooks
 
@@ -95,17 +95,28 @@ def read(notebook: Path) -> dict:
     return {"stem": notebook.stem, "title": title, "blocks": blocks}
 
 
+def _paper_holds(r: dict) -> bool | None:
+    """Whether the paper's value passes the claim (its point verdict), None where it has none."""
+    if "paper (point)" in r:
+        return {"yes": True, "no": False}.get(r["paper (point)"])
+    return _holds(r["paper"], r["threshold"])  # a table from before the three verdicts
+
+
 def _counts(rows: list[dict]) -> tuple[str, str]:
-    ours = [r for r in rows if r["supported"] in ("yes", "no")]
-    paper = [h for r in rows if (h := _holds(r["paper"], r["threshold"])) is not None]
+    """Our verdicts as "supported / refuted / inconclusive of n" (claims measured at all), and how
+    many of the claims the paper's numbers reach pass on its point values."""
+    verdicts = [r.get("verdict") for r in rows if r.get("verdict") in VERDICTS]
+    ours = " / ".join(str(verdicts.count(v)) for v in VERDICTS) + f" of {len(verdicts)}"
+    paper = [h for r in rows if (h := _paper_holds(r)) is not None]
     theirs = f"{sum(paper)} of {len(paper)}" if paper else "no numbers"
-    return f"{sum(r['supported'] == 'yes' for r in ours)} of {len(ours)}", theirs
+    return ours, theirs
 
 
 def claims_table(read_notebooks: list[dict], link: str) -> str:
-    """One row per section: how many of its claims the toy set supports, and the paper's numbers."""
+    """One row per section: its claims' verdicts on the toy set (supported / refuted /
+    inconclusive, ``ptnl.report.claims``), and how many the paper's numbers support (point values)."""
     lines = [
-        "| Section | Toy set supports | Paper's numbers support | Notebook |",
+        "| Section | Toy set: supported / refuted / inconclusive | Paper's numbers support (point) | Notebook |",
         "|---|---|---|---|",
     ]
     for nb in read_notebooks:
@@ -135,6 +146,13 @@ def results_md(read_notebooks: list[dict]) -> str:
         "what the code computes from those runs. The paper's numbers are its own, shown beside ours",
         "(`ptnl/report/reference.py` says which table each comes from). Means and ± are over seeds.",
         "",
+        "Each claim of ours has a verdict: *supported* when its 95 % interval over seeds (a bootstrap of",
+        "the seeds) lies wholly on the claim's side of the threshold, *refuted* when it lies wholly on",
+        "the other side, *inconclusive* when it straddles the threshold, when fewer than three seeds are",
+        "behind it, or when one dataset or cell carries a mean (`ptnl/report/claims.py` states the rule);",
+        "*why* says which. The paper's numbers have no seeds: they are judged on their values alone",
+        "(*paper (point)*).",
+        "",
         "## Claims, per section",
         "",
         claims_table(read_notebooks, "../"),
@@ -154,12 +172,11 @@ def results_md(read_notebooks: list[dict]) -> str:
                 last = b["heading"]
             if b["claims"]:
                 out += [
-                    "| Claim | Measured | Ours | Paper | Threshold | Datasets | Supported |",
-                    "|---|---|---|---|---|---|---|",
+                    "| " + " | ".join(c[0].upper() + c[1:] for c in CLAIM_COLUMNS) + " |",
+                    "|" + "---|" * len(CLAIM_COLUMNS),
                 ]
                 for r in b["claims"]:
-                    cols = ("claim", "measured", "ours", "paper", "threshold", "datasets", "supported")
-                    out.append("| " + " | ".join(_cell(r[c]) for c in cols) + " |")
+                    out.append("| " + " | ".join(_cell(r.get(c)) for c in CLAIM_COLUMNS) + " |")
                 out.append("")
             else:
                 for text in b["text"]:

@@ -4,7 +4,8 @@
 
 Parameter sets live in ``params/<set>.yaml``: a ``common`` section applied to every notebook that
 declares those parameters, and one section per notebook (keyed by its file stem, e.g.
-``02_noise_robustness``) that overrides it. Overrides given as ``-p NAME VALUE`` (papermill's shape) or ``-f file.yaml`` are parsed as YAML
+``02_noise_robustness``) that overrides it; ``--set`` also takes a set file's path, and ``-f`` a set
+file (layered over ``--set``). Overrides given as ``-p NAME VALUE`` (papermill's shape) or ``-f file.yaml`` are parsed as YAML
 (``-p seeds "[1, 2]"`` is a list, ``-p csc true`` a bool): papermill's own ``-p`` guesses types and
 turns lists into strings. Every name is checked against the notebook's ``parameters`` cell: a
 mistyped name is an error naming the closest valid one, never a silently ignored variable.
@@ -47,19 +48,36 @@ def declared_anywhere() -> dict:
     return out
 
 
-def load_param_set(name: str, notebook: Path) -> dict:
-    """The values a parameter set gives one notebook (``common`` ∩ declared, then its own section).
-
-    A name under ``common`` that no notebook declares, or under a notebook's section that this
-    notebook does not declare, is an error naming the closest parameter, never silently dropped."""
-    file = PARAMS_DIR / f"{name}.yaml"
+def set_file(name) -> Path:
+    """The file of parameter set ``name``: ``params/<name>.yaml``, or ``name`` itself when it is a
+    path (``--set /path/x.yaml``, ``--set my-set.yaml``)."""
+    text = os.fspath(name)
+    if text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text:
+        if not Path(text).expanduser().is_file():
+            raise FileNotFoundError(f"no parameter set file {Path(text).expanduser()}")
+        return Path(text).expanduser()
+    file = PARAMS_DIR / f"{text}.yaml"
     if not file.is_file():
         known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no parameter set {name!r} ({file} missing); known sets: {', '.join(known)}")
-    try:
-        spec = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{file} is not valid YAML: {_one_line(e)}") from None
+        raise FileNotFoundError(f"no parameter set {text!r} ({file} missing); known sets: {', '.join(known)}")
+    return file
+
+
+def is_param_set(spec) -> bool:
+    """A mapping with ``common`` or ``<notebook stem>`` sections, not one of ``name: value``s."""
+    return isinstance(spec, dict) and any(k == "common" or str(k)[:1].isdigit() for k in spec)
+
+
+def load_param_set(name, notebook: Path) -> dict:
+    """The values a parameter set gives one notebook (``common`` ∩ declared, then its own section).
+
+    ``name``: a set in ``params/``, a path to a set file, or a list of those, later ones winning.
+    A name under ``common`` that no notebook declares, or under a notebook's section that this
+    notebook does not declare, is an error naming the closest parameter, never silently dropped."""
+    if isinstance(name, list | tuple):  # layered: a later set's values win
+        return {k: v for layer in name for k, v in load_param_set(layer, notebook).items()}
+    file = set_file(name)
+    spec = _read_yaml(file)
     if not isinstance(spec, dict) or not all(isinstance(v, dict | None) for v in spec.values()):
         raise ValueError(
             f"{file}: a parameter set is a mapping of sections (common, <notebook stem>) to mappings"
@@ -83,7 +101,7 @@ def check_names(values: dict, declared: dict, where: str, whose: str = "this not
     for name in values:
         if name not in declared:
             close = difflib.get_close_matches(name, declared, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ValueError(
                 f"{where}: unknown parameter {name!r}{hint} Parameters of {whose}: {', '.join(declared)}"
             )
@@ -132,14 +150,29 @@ def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())
 
 
+def read_overrides(pairs: list[list[str]], files: list[Path] = ()) -> tuple[list[Path], dict]:
+    """The ``-f`` files that are parameter sets (``is_param_set``; ``load_param_set`` layers them over
+    ``--set``), and the ``name: value``s of the other files and the ``-p`` pairs (``parse_overrides``)."""
+    sets, flat = [], []
+    for file in files:
+        (sets if is_param_set(_read_yaml(file)) else flat).append(Path(file))
+    return sets, parse_overrides(pairs, flat)
+
+
+def _read_yaml(file):
+    try:
+        return yaml.safe_load(Path(file).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{file} is not valid YAML: {_one_line(e)}") from None
+
+
 def parse_overrides(pairs: list[list[str]], files: list[Path] = ()) -> dict:
-    """``-p NAME VALUE`` pairs and ``-f`` YAML files, values parsed as YAML; later wins."""
+    """``-p NAME VALUE`` pairs and ``-f`` YAML files of ``name: value``, values parsed as YAML; later wins."""
     out = {}
     for file in files:
-        try:
-            loaded = yaml.safe_load(Path(file).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{file} is not valid YAML: {_one_line(e)}") from None
+        loaded = _read_yaml(file)
+        if is_param_set(loaded):
+            raise ValueError(f"{file} is a parameter set (common, <notebook> sections): use --set {file}")
         if not isinstance(loaded, dict):
             raise ValueError(f"{file}: a parameters file must be a YAML mapping name: value")
         out.update(loaded)
@@ -167,13 +200,14 @@ def _failure(notebook: Path, copy: Path, e) -> NotebookFailed:
 
 def run(
     notebook: str | Path,
-    param_set: str = "toy",
+    param_set: str | list = "toy",
     overrides: dict | None = None,
     output: str | Path | None = None,
 ) -> Path:
     """Execute one notebook into ``build/`` with papermill; returns the executed notebook's path.
 
-    ``overrides`` apply where the notebook declares them (``main`` checks that some notebook does)."""
+    ``param_set``: as ``load_param_set`` takes it. ``overrides`` apply where the notebook declares
+    them (``main`` checks that some notebook does)."""
     import papermill
 
     notebook = Path(notebook).resolve()
@@ -330,8 +364,12 @@ def add_param_option(parser) -> None:
     )
 
 
+SET_HELP = "parameter set: params/<set>.yaml, or the path of a set file (default: {default})"
+FILE_HELP = "YAML file: a parameter set (common:, <notebook>: sections; over --set) or name: value overrides"
+
+
 def add_file_option(parser, help: str) -> None:
-    """``-f FILE`` (repeatable): a YAML file of parameter overrides, read by ``parse_overrides``."""
+    """``-f FILE`` (repeatable): a YAML file of parameter overrides or a parameter set (``read_overrides``)."""
     parser.add_argument("-f", "--parameters-file", action="append", default=[], type=Path, help=help)
 
 
@@ -341,9 +379,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     sub = ap.add_subparsers(dest="notebooks_cmd", required=True)
     r = sub.add_parser("run", help="execute notebooks into build/")
     r.add_argument("notebooks", nargs="+", type=Path)
-    r.add_argument("--set", default="toy", help="parameter set: params/<set>.yaml (default: toy)")
+    r.add_argument("--set", default="toy", help=SET_HELP.format(default="toy"))
     add_param_option(r)
-    add_file_option(r, "YAML file of overrides (name: value); repeatable")
+    add_file_option(r, FILE_HELP)
     r.add_argument("--output-dir", type=Path, default=None, help="default: build/")
     f = sub.add_parser(
         "refs", help="re-execute notebooks in place (toy set, figures as images) and strip them"
@@ -358,13 +396,15 @@ def command(args: argparse.Namespace) -> int:
         if args.notebooks_cmd == "refs":
             refs(args.notebooks, args.set)
             return 0
-        overrides = parse_overrides(args.param, args.parameters_file)
+        set_files, overrides = read_overrides(args.param, args.parameters_file)
+        sets = [args.set, *set_files] if set_files else args.set
         declared = {}
         for nb in args.notebooks:
             declared.update(notebook_parameters(Path(nb).resolve()))
+            load_param_set(sets, Path(nb).resolve())  # a bad set fails before the first notebook runs
         check_names(overrides, declared, "override", "the notebooks run")
         for nb in args.notebooks:
-            out = run(nb, args.set, overrides, args.output_dir / nb.name if args.output_dir else None)
+            out = run(nb, sets, overrides, args.output_dir / nb.name if args.output_dir else None)
             print(f"executed {nb} -> {out}")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from ptnl.tools import notebooks
 from ptnl.train import store
 
 
-def notebook_params(notebook: Path, param_set: str) -> dict:
-    """Every parameter of ``notebook`` as ``ptnl.tools.notebooks.run`` would give it: its defaults, then the set."""
+def notebook_params(notebook: Path, param_set) -> dict:
+    """Every parameter of ``notebook`` as ``ptnl.tools.notebooks.run`` would give it: its defaults,
+    then the set (``param_set`` as ``notebooks.load_param_set`` takes it: a name, a file, a list)."""
     params = {}
     for name, source in notebooks.notebook_parameters(notebook).items():
         try:
@@ -32,13 +34,20 @@ def notebook_params(notebook: Path, param_set: str) -> dict:
     return params
 
 
-def plan(param_set: str = "paper", overrides: dict | None = None, file=None) -> list[dict]:
+def set_name(param_set) -> str:
+    """A parameter set's name: its file's stem (the first one's, for a list of sets)."""
+    first = param_set[0] if isinstance(param_set, list | tuple) else param_set
+    return Path(os.fspath(first)).stem
+
+
+def plan(param_set="paper", overrides: dict | None = None, file=None) -> list[dict]:
     """Print what the notebooks of ``param_set`` will run; returns one status dict per notebook.
 
-    ``overrides`` (``-p NAME VALUE`` of the notebook runner) apply to the notebooks that declare them.
+    ``overrides`` (``-p NAME VALUE`` of the notebook runner) apply to the notebooks that declare
+    them; the notebooks that do not are named. An error names the notebook it comes from.
     """
     file = file or sys.stdout
-    rows, everything = [], {}
+    rows, everything, passed_over = [], {}, {}
     model = cost_model()
     for nb in sorted(notebooks.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
         if nb.stem not in SECTIONS:
@@ -46,10 +55,15 @@ def plan(param_set: str = "paper", overrides: dict | None = None, file=None) -> 
             continue
         params = notebook_params(nb, param_set)
         mine = {k: v for k, v in (overrides or {}).items() if k in params}
-        notebooks.check_values(mine, notebooks.notebook_parameters(nb), "override")
-        params.update(mine)
-        configs = build(nb.stem, params)
-        experiment = params.get("experiment", param_set)
+        for name in set(overrides or {}) - set(mine):
+            passed_over.setdefault(name, []).append(nb.stem)
+        try:
+            notebooks.check_values(mine, notebooks.notebook_parameters(nb), "override")
+            params.update(mine)
+            configs = build(nb.stem, params)
+        except (ValueError, FileNotFoundError) as e:
+            raise (ValueError if isinstance(e, ValueError) else FileNotFoundError)(f"{nb.stem}: {e}") from e
+        experiment = params.get("experiment", set_name(param_set))
         s = status(configs, experiment)
         rows.append({"notebook": nb.stem, "experiment": experiment, **s})
         for c in configs:
@@ -60,6 +74,10 @@ def plan(param_set: str = "paper", overrides: dict | None = None, file=None) -> 
             f"{nb.stem:28s} {s['runs']:6d} runs ({s['done']} done, {s['pending']} to run)  "
             f"backbones {', '.join(s['backbones'])}{hours}",
             file=file,
+        )
+    for name, stems in sorted(passed_over.items()):
+        print(
+            f"override {name!r}: not a parameter of {', '.join(stems)} (they keep their own value)", file=file
         )
     unique = list(everything.items())
     pending = [c for (exp, _), c in unique if not store.is_done(c, exp)]

@@ -1,36 +1,78 @@
 """The toy set's shipped results: ``results/toy/`` in git, the numbers behind the committed
 notebooks and figures, and how a fresh store is compared with them.
 
-``python -m ptnl shipped compare --store build/toy/results --figures build/toy/figures`` ends the
-main job (``make notebooks``): it trained every run of the toy set into an empty store, and this
-says how many of them are identical to the shipped ones and how many figures are byte-identical
-to the committed ones. ``python -m ptnl shipped update --store build/toy/results`` replaces the
-shipped runs with that store's (``make ship``, after a change that moves numbers).
+``python -m ptnl shipped compare --store build/toy/results --figures build/toy/figures
+--notebooks build/toy`` ends the main job (``make notebooks``): it trained every run of the toy
+set into an empty store, and this sorts every run into three classes against the shipped one
+(``classify``): identical (every metric, every digit, but ``PROVENANCE``); within float rounding
+(test accuracy equal, every other metric within ``ROUNDING_REL``/``ROUNDING_ABS``); moved. Then it
+compares every claim's verdict in the executed notebooks with the committed notebooks', and the
+figures byte for byte. Bits may differ on another machine (another CPU, ARM, another BLAS); a
+conclusion must not: it exits 1 only when a run is missing or a verdict changed, and names them.
+Figures that differ because their runs moved are named, not a failure.
 
-Identical means: the same config, the same metrics (every one, every digit; only ``seconds``, the
-wall time, is left out) and the same extra files (a UPL member's ``prompt.pt``).
+``python -m ptnl shipped update --store build/toy/results`` replaces the shipped runs with that
+store's (``make ship``, after a change that moves numbers).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
 from pathlib import Path
 
 from ptnl.core import paths
+from ptnl.report import claims
 from ptnl.sections import SECTIONS, build
-from ptnl.tools import notebooks
+from ptnl.tools import docs, notebooks
 from ptnl.tools.plan import notebook_params
 from ptnl.train import store
-from ptnl.train.config import RunConfig
+from ptnl.train.config import RunConfig, identity_part
 from ptnl.train.upl import UPLConfig
 
 SHIPPED_SET = "toy"  # params/toy.yaml
-VOLATILE_METRICS = ("seconds",)  # wall time: the one metric that differs between two honest runs
+# How long, where, with which kernels and beside how many others a run trained: provenance, not
+# what it measured. Never compared.
+PROVENANCE = ("seconds", "group_size", "numeric_path")
+# "Within float rounding": the test accuracy equal, integers and strings equal, and every other
+# float within this of the shipped value (what reordered float sums leave after 50 epochs: ~1e-6).
+ROUNDING_REL, ROUNDING_ABS = 1e-5, 1e-7
+CLASSES = ("identical", "rounding", "moved")
 FIGURE_SUFFIXES = (".png", ".pdf")
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or not all(isinstance(x, int | float) for x in (a, b)):
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+        return a == b
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= max(ROUNDING_ABS, ROUNDING_REL * max(abs(a), abs(b)))
+
+
+def classify(theirs: dict, ours: dict) -> tuple[str, str]:
+    """How a retrained run's metrics ``ours`` compare with the shipped ``theirs``: ``"identical"``
+    (every metric but ``PROVENANCE``, every digit), ``"rounding"`` (test accuracy equal, the rest
+    within ``ROUNDING_REL``/``ROUNDING_ABS``) or ``"moved"``; and the metrics that differ."""
+    a = {k: v for k, v in theirs.items() if k not in PROVENANCE}
+    b = {k: v for k, v in ours.items() if k not in PROVENANCE}
+    differ = sorted(k for k in set(a) | set(b) if json.dumps(a.get(k)) != json.dumps(b.get(k)))
+    if not differ:
+        return "identical", ""
+    what = ", ".join(differ[:4]) + (" ..." if len(differ) > 4 else "")
+    same_acc = a.get("test_acc") == b.get("test_acc")
+    if same_acc and all(k in a and k in b and _close(a[k], b[k]) for k in differ):
+        return "rounding", what
+    return "moved", what
 
 
 def config_from_dict(d: dict) -> RunConfig | UPLConfig:
@@ -54,57 +96,43 @@ def _finished(root: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(root.iterdir()) if d.name[0] != "." and (d / store.DONE_FILE).is_file()}
 
 
-def _difference(a: Path, b: Path) -> tuple[str, bool]:
-    """What first differs between two finished run folders ("" if they hold the same run), and
-    whether their test accuracies are equal."""
+def _difference(a: Path, b: Path) -> tuple[str, str, float]:
+    """How two finished run folders of one run id compare: the class (``classify``; "moved" when
+    the configs or extra files differ too), what differs, and the change in test accuracy."""
     ma, mb = (json.loads((d / store.METRICS_FILE).read_text()) for d in (a, b))
-    same_acc = ma.get("test_acc") == mb.get("test_acc")
-    if json.loads((a / store.CONFIG_FILE).read_text()) != json.loads((b / store.CONFIG_FILE).read_text()):
-        return "config", same_acc
-    for k in VOLATILE_METRICS:
-        ma.pop(k, None), mb.pop(k, None)
-    if ma != mb:
-        keys = sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k))
-        return "metrics " + ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else ""), same_acc
+    d_acc = float(mb.get("test_acc", math.nan)) - float(ma.get("test_acc", math.nan))
+    ca, cb = (identity_part(json.loads((d / store.CONFIG_FILE).read_text())) for d in (a, b))
+    if ca != cb:
+        return "moved", "config", d_acc
+    cls, what = classify(mb, ma)
     extra = sorted(
         {p.name for d in (a, b) for p in d.iterdir()}
         - {store.CONFIG_FILE, store.METRICS_FILE, store.DONE_FILE}
     )
     for name in extra:
-        if (
-            not ((a / name).is_file() and (b / name).is_file())
-            or (a / name).read_bytes() != (b / name).read_bytes()
-        ):
-            return name, same_acc
-    return "", same_acc
+        if not ((a / name).is_file() and (b / name).is_file()):
+            return "moved", name, d_acc
+        if (a / name).read_bytes() != (b / name).read_bytes() and cls == "identical":
+            cls, what = "rounding", name  # a trained context saved as floats: its metrics decide
+    return cls, what, d_acc
 
 
 def compare_runs(store_root: Path, shipped: Path | None = None, ids=None) -> dict:
-    """Compare the runs ``ids`` (default: the toy set's) of ``store_root/toy`` with the shipped ones."""
+    """Compare the runs ``ids`` (default: the toy set's) of ``store_root/toy`` with the shipped ones,
+    in ``CLASSES``: identical, within float rounding, moved (with the largest change in test accuracy)."""
     shipped = shipped or paths.shipped_results_dir()
     mine = _finished(Path(store_root) / shipped.name)
     theirs = _finished(shipped)
     ids = list(planned()) if ids is None else list(ids)
-    out = {
-        "runs": len(ids),
-        "identical": 0,
-        "test_acc_identical": 0,
-        "differ": [],
-        "missing": [],
-        "not_shipped": [],
-    }
+    out = {"runs": len(ids), **{c: [] for c in CLASSES}, "missing": [], "not_shipped": []}
     for rid in ids:
         if rid not in mine:
             out["missing"].append(rid)
         elif rid not in theirs:
             out["not_shipped"].append(rid)
         else:
-            what, same_acc = _difference(mine[rid], theirs[rid])
-            out["test_acc_identical"] += same_acc
-            if what:
-                out["differ"].append(f"{rid}: {what}")
-            else:
-                out["identical"] += 1
+            cls, what, d_acc = _difference(mine[rid], theirs[rid])
+            out[cls].append((rid, what, d_acc))
     return out
 
 
@@ -124,26 +152,62 @@ def compare_figures(figures: Path, shipped: Path | None = None) -> dict:
     return out
 
 
-def report(runs: dict, figures: dict | None) -> str:
-    lines = [f"{runs['identical']}/{runs['runs']} runs identical to the shipped results (results/toy/)"]
-    if runs["identical"] < runs["runs"]:
-        lines.append(f"  test accuracy identical in {runs['test_acc_identical']}/{runs['runs']}")
-        for what, rows in (
-            ("differ", runs["differ"]),
-            ("missing here", runs["missing"]),
-            ("not shipped", runs["not_shipped"]),
-        ):
-            if rows:
-                lines.append(f"  {len(rows)} {what}, e.g. {', '.join(rows[:3])}")
+def report(runs: dict, figures: dict | None, verdicts: dict | None = None) -> str:
+    n = runs["runs"]
+    lines = [
+        f"runs against the shipped results (results/toy/), {n} in all: {len(runs['identical'])} identical, "
+        f"{len(runs['rounding'])} within float rounding (test accuracy equal, every other metric within "
+        f"rel {ROUNDING_REL:g} / abs {ROUNDING_ABS:g}), {len(runs['moved'])} moved"
+    ]
+    if runs["moved"]:
+        moved = sorted(runs["moved"], key=lambda t: -abs(t[2]) if not math.isnan(t[2]) else 0)
+        shown = [f"{rid} ({what}; test accuracy {d:+.4f})" for rid, what, d in moved[:3]]
+        lines.append(f"  moved, largest first: {', '.join(shown)}")
+    for what, rows in (("missing here", runs["missing"]), ("not shipped", runs["not_shipped"])):
+        if rows:
+            lines.append(f"  {len(rows)} {what}, e.g. {', '.join(rows[:3])}")
+    if verdicts is not None:
+        lines.append(verdict_report(verdicts))
     if figures is not None:
         lines.append(
             f"{figures['identical']}/{figures['figures']} figures identical to the committed ones (figures/)"
         )
         if figures["differ"]:
-            lines.append(f"  differ: {', '.join(figures['differ'])}")
+            why = " (their runs moved: expected)" if runs["moved"] or runs["rounding"] else ""
+            lines.append(f"  differ: {', '.join(figures['differ'])}{why}")
         if figures["missing"]:
             lines.append(f"  not drawn: {', '.join(figures['missing'])}")
     return "\n".join(lines)
+
+
+def compare_verdicts(executed: Path, committed: Path | None = None) -> dict:
+    """Every claim's verdict in the notebooks executed into ``executed`` (the main job's
+    ``build/toy/``) against the committed notebooks': ``{"claims": N, "changed": [...]}``."""
+    committed = committed or paths.REPO_ROOT / "notebooks"
+    out = {"claims": 0, "changed": [], "missing": []}
+    for nb in sorted(committed.glob("[0-9][0-9]_*.ipynb")):
+        new = Path(executed) / nb.name
+        old_rows = docs.read(nb)["claims"]
+        if not new.is_file():
+            out["missing"].append(nb.name)
+            continue
+        new_rows = docs.read(new)["claims"]
+        out["claims"] += len(old_rows)
+        for change in claims.compare_verdicts(old_rows, new_rows):
+            out["changed"].append({"notebook": nb.stem, **change})
+    return out
+
+
+def verdict_report(v: dict) -> str:
+    if not v["changed"]:
+        line = f"every one of {v['claims']} claim verdicts unchanged against the committed notebooks"
+    else:
+        line = f"{len(v['changed'])} of {v['claims']} claim verdicts changed against the committed notebooks:"
+        for c in v["changed"]:
+            line += f"\n  {c['notebook']}: {c.get('claim', '?')!s:.70} {c.get('old')} -> {c.get('new')}"
+    if v["missing"]:
+        line += f"\n  not executed: {', '.join(v['missing'])}"
+    return line
 
 
 def update(store_root: Path, shipped: Path | None = None, ids=None) -> int:
@@ -183,6 +247,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--figures", type=Path, default=None, help="a folder of redrawn figures, e.g. build/toy/figures"
     )
+    c.add_argument(
+        "--report-only",
+        action="store_true",
+        help="exit 0 whatever moved (make ship: the new runs replace the shipped ones anyway)",
+    )
+    c.add_argument(
+        "--notebooks",
+        type=Path,
+        default=None,
+        help="a folder of executed notebooks whose claims' verdicts to compare, e.g. build/toy",
+    )
     u = sub.add_parser("update", help="replace results/toy/ by the toy set's runs of another store")
     u.add_argument(
         "--store", type=Path, required=True, help="a run store root holding toy/, e.g. build/toy/results"
@@ -196,8 +271,14 @@ def command(args: argparse.Namespace) -> int:
             print(f"{paths.shipped_results_dir()}: {n} runs from {args.store}")
             return 0
         figures = compare_figures(args.figures) if args.figures else None
-        print(report(compare_runs(args.store), figures))
+        verdicts = compare_verdicts(args.notebooks) if args.notebooks else None
+        runs = compare_runs(args.store)
+        print(report(runs, figures, verdicts))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # Bits may move on another machine; a conclusion may not. Fail on a lost run or a flipped verdict.
+    lost = runs["missing"] or (verdicts is not None and (verdicts["changed"] or verdicts["missing"]))
+    if lost and not args.report_only:
+        return 1
     return 0

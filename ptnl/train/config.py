@@ -4,10 +4,12 @@ Defaults are the paper's recipe (CoOp's, as PTNL runs it): SGD lr 0.002, momentu
 weight decay 5e-4, batch 32, 50 epochs, one warm-up epoch at a constant 1e-5, cosine decay
 stepped per epoch, 16 shots, 16 context tokens shared by all classes, class token at the end.
 
-The run id is a hash of the canonical JSON of *every* field, so two configs share an id exactly
-when they describe the same run. Adding a field later changes every id, so that a stale result is
-never silently reused under a recipe it was not trained with, unless the field's default
-reproduces the earlier runs exactly: then it is hashed only when set (``HASHED_WHEN_SET``).
+A run is its inputs. The run id hashes the canonical JSON of every field except the two that
+*name* a file (``NAMED_BY_CONTENT``: ``pretrained``, ``noise_file``), and in their place what the
+files hold: the weights' tensors, the manifest's bytes; then the data's identity, the split and
+the content of every image (``ptnl.data.identity``). Two configs share an id exactly when they
+describe the same run on the same inputs, whatever the paths that name them. ``config.json``
+records every field as given (``to_dict``), the paths too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ptnl.data.noisy_sets import NOISY_DATASETS
 from ptnl.data.protocols import PROTOCOL_KINDS
 from ptnl.models import losses
 from ptnl.models.clip import FORWARD_PRECISIONS
-from ptnl.models.weights import weights_identity
+from ptnl.models.weights import local_weights_identity, weights_identity
 from ptnl.train import methods
 from ptnl.train.methods import RUN_METHODS
 
@@ -94,6 +96,9 @@ class RunConfig:
     # noise_kind="manifest": the CSV its training set and labels are read from (ptnl.data.manifest);
     # the run id hashes the file's content, so an edited manifest is a new run.
     noise_file: str | None = None
+    # method="visual_ft" on a real backbone: the ImageNet ResNet-50's state-dict file; None =
+    # torchvision's IMAGENET1K_V1 in torch's cache. Hashed by its tensors, not its path.
+    visual_weights: str | None = None
 
     def __post_init__(self):
         # Coerce the loose types YAML and JSON give us (0 for 0.0) so equal runs hash equally.
@@ -114,10 +119,9 @@ class RunConfig:
         return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), dict) else v) for f in _FIELDS}
 
     def identity_dict(self) -> dict[str, Any]:
-        """``to_dict`` less the ``HASHED_WHEN_SET`` fields left at their default: what the id hashes."""
-        return {
-            k: v for k, v in self.to_dict().items() if k not in HASHED_WHEN_SET or v != HASHED_WHEN_SET[k]
-        }
+        """``to_dict`` less the fields that name a file (``NAMED_BY_CONTENT``): what the id hashes
+        beside the files' content."""
+        return identity_part(self.to_dict())
 
     def canonical_json(self) -> str:
         return json.dumps(self.identity_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -127,6 +131,8 @@ class RunConfig:
         """Stable 16-hex-digit hash of the canonical JSON, of the weights ``pretrained`` resolves
         to, and of the data ``dataset`` resolves to (``run_identity``): the run's folder name."""
         extra = () if self.noise_file is None else (f"manifest:{manifest_digest(self.noise_file)}",)
+        if self.visual_weights is not None:
+            extra += (f"visual:{local_weights_identity(self.visual_weights)}",)
         return run_identity(self.canonical_json(), self.backbone, self.pretrained, self.dataset, *extra)
 
     @classmethod
@@ -158,10 +164,17 @@ class RunConfig:
 
 _FIELDS = dataclasses.fields(RunConfig)
 _FIELD_NAMES = tuple(f.name for f in _FIELDS)
-_OPTIONAL = {"pretrained", "ctx_init", "n_views", "temperature", "noise_file"}
-# Fields that enter the run id only when set away from their default: added after results were
-# shipped, their default reproduces those runs exactly, so it keeps those runs' ids.
-HASHED_WHEN_SET = {"temperature": None, "noise_file": None}
+_OPTIONAL = {"pretrained", "ctx_init", "n_views", "temperature", "noise_file", "visual_weights"}
+# Fields that name a file: the run id hashes what the file holds (``run_identity``), never the
+# name, so a weights file converted to .safetensors, or moved, keeps its runs.
+NAMED_BY_CONTENT = ("pretrained", "noise_file", "visual_weights")
+
+
+def identity_part(record: dict[str, Any]) -> dict[str, Any]:
+    """A config record (``to_dict``, a stored ``config.json``) less the fields named by content."""
+    return {k: v for k, v in record.items() if k not in NAMED_BY_CONTENT}
+
+
 _FIELD_TYPES = {
     "dataset": str,
     "backbone": str,
@@ -191,6 +204,7 @@ _FIELD_TYPES = {
     "grad_ratio": bool,
     "temperature": float,
     "noise_file": str,
+    "visual_weights": str,
 }
 assert set(_FIELD_TYPES) == set(_FIELD_NAMES)
 
@@ -262,6 +276,11 @@ def _validate(c: RunConfig) -> None:
                 f"temperature scales the cosine logits of CLIP-style heads; {c.method!r} has its own "
                 "head and ignores it: leave temperature at None"
             )
+    if c.visual_weights is not None and c.method != "visual_ft":
+        raise ValueError(
+            f"visual_weights is the ImageNet ResNet-50 file of method='visual_ft', not of {c.method!r}: "
+            "leave it at None"
+        )
     for k, v in c.loss_params.items():
         if not is_number(v):
             raise ValueError(f"loss_params[{k!r}] must be a number, got {v!r}")

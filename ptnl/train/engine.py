@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import ptnl
+from ptnl.core import numerics
 from ptnl.data import check_images, fewshot_indices
 from ptnl.data.manifest import MANIFEST_KIND, read_manifest, write_manifest
 from ptnl.data.noise import NoisyLabels, add_noise
@@ -122,7 +123,8 @@ def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
     precision = resolve_precision(cfg.precision, device)
     ds = dataset if dataset is not None else get_dataset(cfg.dataset)
     idx, labels = draw_images(cfg, ds)
-    # Every image the run will read is checked before the backbone loads or anything is encoded.
+    # Every image the run will read (its few-shot train images, all of test) is checked to be there
+    # and readable before the backbone loads or anything is encoded.
     check_images(ds.train, [ds.train.refs[i] for i in idx])
     check_images(ds.test)
     bundle = bundle if bundle is not None else backbone(cfg.backbone, cfg.pretrained, str(device))
@@ -197,6 +199,7 @@ def context_metrics(r: Run, seconds: float, group_size: int = 1) -> dict:
         "group_size": group_size,
         "ptnl_version": ptnl.__version__,
         "torch_version": torch.__version__,
+        "numeric_path": numerics.describe(),  # where and with which kernels: provenance
     }
 
 

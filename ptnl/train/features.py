@@ -37,13 +37,16 @@ from PIL import Image
 
 from ptnl.core import paths
 from ptnl.core.files import atomic_write_bytes
+from ptnl.data.base import ImageFiles
+from ptnl.data.content import file_digests
 from ptnl.data.disk import check_images
 from ptnl.models.clip import encode_images
 
 # In every cache file's meta, so a file whose features were computed another way is rebuilt.
 # Version 3: ResNet towers encode with BatchNorm folded into the convolutions, and every encoding
 # batch is full (padded), so cached features do not depend on the cache's history.
-CACHE_VERSION = 3
+# Version 4: rows of image files are keyed by their content (ref + sha256), not the ref alone.
+CACHE_VERSION = 4
 # CoOp's train augmentation (Dassl HEAD, which CoOp's configs use): RandomResizedCrop with
 # torchvision's default scale and ratio, bicubic, then a horizontal flip with p = 0.5.
 RRC_SCALE = (0.08, 1.0)
@@ -202,33 +205,41 @@ def cached_features(
 
     Loads what the cache has, encodes only what is missing (each image decoded once for all
     its missing views), and writes the grown files back atomically. Before encoding, every image
-    to encode is checked to exist (``ptnl.data.check_images``): a missing file is an error in
-    seconds, naming the dataset, the split and the files, not minutes into the encoding.
+    to encode is checked to exist and be readable (``ptnl.data.check_images``): a missing or
+    truncated file is an error in seconds, naming the dataset, the split and the files, not
+    minutes into the encoding.
     """
     sp = getattr(dataset, split)
     if sp is None:
         raise ValueError(f"dataset {dataset.name!r} has no {split!r} split")
     idx = np.asarray(indices, dtype=np.int64)
     want = [sp.refs[i] for i in idx]
+    check_images(sp, want)
+    # Rows are keyed by what the image holds (ref + content digest, ptnl.data.content): a file
+    # changed under the same path is encoded anew, an unchanged one never is.
+    keys = content_keys(sp, want)
+    ref_of = dict(zip(keys, want))
     state = {}
-    todo: dict[str, list[str]] = {}  # ref -> views it still needs
+    todo: dict[str, list[str]] = {}  # key -> views it still needs
     for v in views:
         meta = _meta(bundle, dataset, split, v, precision)
         path = cache_path(bundle, dataset, split, v, precision)
         refs, feats = _load(path, meta)
         state[v] = (path, meta, refs, feats, {r: k for k, r in enumerate(refs)})
-        for r in dict.fromkeys(want):
-            if r not in state[v][4]:
-                todo.setdefault(r, []).append(v)
+        for key in dict.fromkeys(keys):
+            if key not in state[v][4]:
+                todo.setdefault(key, []).append(v)
     if todo:
-        check_images(sp, list(todo))
-        new = _encode_missing(bundle, sp, todo, device, precision, batch_size, progress)
+        new = _encode_missing(
+            bundle, sp, {ref_of[k]: vs for k, vs in todo.items()}, device, precision, batch_size, progress
+        )
         for v in views:
             path, meta, refs, feats, pos = state[v]
-            add = [r for r in todo if v in todo[r]]
+            add = [k for k in todo if v in todo[k]]
             if not add:
                 continue
-            block = torch.stack([new[(r, v)] for r in add])
+            # Rows of the same refs with another content stay: another data root may hold those.
+            block = torch.stack([new[(ref_of[k], v)] for k in add])
             feats = block if feats is None else torch.cat([feats, block])
             refs = refs + add
             _save(path, meta, refs, feats)
@@ -236,8 +247,21 @@ def cached_features(
     out = []
     for v in views:
         _, _, _, feats, pos = state[v]
-        out.append(feats[torch.as_tensor([pos[r] for r in want], dtype=torch.long)])
+        out.append(feats[torch.as_tensor([pos[k] for k in keys], dtype=torch.long)])
     return torch.stack(out)
+
+
+_KEY_SEP = "\0"  # ref NUL sha256: a path never holds a NUL
+
+
+def content_keys(sp, refs: Sequence[str]) -> list[str]:
+    """The feature cache's row keys of ``refs``: ``ref`` NUL ``sha256 of the file`` for image files,
+    the ref itself for images that are code (the toy world) or held in memory."""
+    files = sp.image_loader
+    if not isinstance(files, ImageFiles):
+        return list(refs)
+    digests = file_digests([files.path(r) for r in refs])
+    return [f"{r}{_KEY_SEP}{d}" for r, d in zip(refs, digests)]
 
 
 def _encode_missing(bundle, sp, todo, device, precision, batch_size, progress):
@@ -264,22 +288,24 @@ def _encode_missing(bundle, sp, todo, device, precision, batch_size, progress):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc=f"encoding {len(todo)} images", unit="view", leave=False)
-    for r, vs in todo.items():
-        img = sp.load_image(ref_index[r])  # decoded once for all of its views
-        for v in vs:
-            pending.append(view_transform(bundle, v, r)(img))
-            keys.append((r, v))
-            if len(pending) == batch_size:
-                flush()
-                if bar is not None:
-                    bar.update(batch_size)
-    if pending:
-        n = len(pending)
-        flush()
+    try:  # the bar is closed on an error too, so the error starts a line of its own
+        for r, vs in todo.items():
+            img = sp.load_image(ref_index[r])  # decoded once for all of its views
+            for v in vs:
+                pending.append(view_transform(bundle, v, r)(img))
+                keys.append((r, v))
+                if len(pending) == batch_size:
+                    flush()
+                    if bar is not None:
+                        bar.update(batch_size)
+        if pending:
+            n = len(pending)
+            flush()
+            if bar is not None:
+                bar.update(n)
+    finally:
         if bar is not None:
-            bar.update(n)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return out
 
 

@@ -52,49 +52,53 @@ def fit(runs: list, modules: list, sources: list, progress=False) -> list[dict]:
     epochs = range(1, cfg0.epochs + 1)
     if progress:
         epochs = tqdm(epochs, desc=cfg0.method, unit="epoch", leave=False)
-    for epoch in epochs:
-        lrs = [lr_at_epoch(r.cfg, epoch) for r in runs]
-        for opt, lr in zip(opts, lrs):
-            for group in opt.param_groups:
-                group["lr"] = lr
-        totals = torch.zeros(len(runs), device=device)
-        gsum = torch.zeros(len(runs), 2, device=device)  # [run, clean/noisy] sums of grad norms
-        gcount = torch.zeros(len(runs), 2, device=device)
-        steps = [F.epoch_batches(n, r.cfg.batch_size, g) for r, g in zip(runs, orders)]
-        seen = 0
-        for batches in zip(*steps):
-            feats = [src(epoch, b) for src, b in zip(sources, batches)]
-            with autocast(device, precision):
-                embs = class_embeddings(modules)
-                logits = [m(f, e) for m, f, e in zip(modules, feats, embs)]
-            losses = [
-                fn(z.float(), y[b.to(device)], reduction="none")
-                for fn, z, y, b in zip(loss_fns, logits, labels, batches)
-            ]
-            for k, r in enumerate(runs):
-                if r.cfg.grad_ratio:
-                    norms = per_sample_grad_norms(losses[k], params[k])
-                    which = noisy[k][batches[k].to(device)].long()
-                    gsum[k].index_add_(0, which, norms)
-                    gcount[k].index_add_(0, which, torch.ones_like(norms))
-            means = torch.stack([loss.mean() for loss in losses])
-            for opt in opts:
-                opt.zero_grad(set_to_none=True)
-            means.sum().backward()
-            for opt in opts:
-                opt.step()
-            totals += means.detach() * len(batches[0])
-            seen += len(batches[0])
-        for k, h in enumerate(hists):
-            h["train_loss"].append(totals[k].item() / seen)
-            h["lr"].append(lrs[k])
-            if "stalled_updates" in h:  # mean over the epoch's steps
-                h["stalled_updates"].append(float(np.mean(opts[k].stalled)))
-                opts[k].stalled.clear()
-            if "grad_norm_ratio" in h:
-                clean, noisy_mean = (gsum[k] / gcount[k].clamp(min=1)).tolist()
-                ok = gcount[k].min().item() > 0 and clean > 0
-                h["grad_norm_ratio"].append(noisy_mean / clean if ok else float("nan"))
+    try:  # the bar is closed on an error too, so the error starts a line of its own
+        for epoch in epochs:
+            lrs = [lr_at_epoch(r.cfg, epoch) for r in runs]
+            for opt, lr in zip(opts, lrs):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            totals = torch.zeros(len(runs), device=device)
+            gsum = torch.zeros(len(runs), 2, device=device)  # [run, clean/noisy] sums of grad norms
+            gcount = torch.zeros(len(runs), 2, device=device)
+            steps = [F.epoch_batches(n, r.cfg.batch_size, g) for r, g in zip(runs, orders)]
+            seen = 0
+            for batches in zip(*steps):
+                feats = [src(epoch, b) for src, b in zip(sources, batches)]
+                with autocast(device, precision):
+                    embs = class_embeddings(modules)
+                    logits = [m(f, e) for m, f, e in zip(modules, feats, embs)]
+                losses = [
+                    fn(z.float(), y[b.to(device)], reduction="none")
+                    for fn, z, y, b in zip(loss_fns, logits, labels, batches)
+                ]
+                for k, r in enumerate(runs):
+                    if r.cfg.grad_ratio:
+                        norms = per_sample_grad_norms(losses[k], params[k])
+                        which = noisy[k][batches[k].to(device)].long()
+                        gsum[k].index_add_(0, which, norms)
+                        gcount[k].index_add_(0, which, torch.ones_like(norms))
+                means = torch.stack([loss.mean() for loss in losses])
+                for opt in opts:
+                    opt.zero_grad(set_to_none=True)
+                means.sum().backward()
+                for opt in opts:
+                    opt.step()
+                totals += means.detach() * len(batches[0])
+                seen += len(batches[0])
+            for k, h in enumerate(hists):
+                h["train_loss"].append(totals[k].item() / seen)
+                h["lr"].append(lrs[k])
+                if "stalled_updates" in h:  # mean over the epoch's steps
+                    h["stalled_updates"].append(float(np.mean(opts[k].stalled)))
+                    opts[k].stalled.clear()
+                if "grad_norm_ratio" in h:
+                    clean, noisy_mean = (gsum[k] / gcount[k].clamp(min=1)).tolist()
+                    ok = gcount[k].min().item() > 0 and clean > 0
+                    h["grad_norm_ratio"].append(noisy_mean / clean if ok else float("nan"))
+    finally:
+        if progress:
+            epochs.close()
     return hists
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ptnl.core import paths
 from ptnl.core.files import atomic_write_bytes, atomic_write_json
-from ptnl.train.config import HASHED_WHEN_SET, RunConfig
+from ptnl.train.config import RunConfig, identity_part
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -68,7 +68,7 @@ def load_metrics(config: RunConfig, experiment: str) -> dict | None:
     if not (d / DONE_FILE).exists():
         return None
     stored = json.loads((d / CONFIG_FILE).read_text())
-    if stored != config.identity_dict():  # a hash collision, or a hand-edited folder
+    if identity_part(stored) != config.identity_dict():  # a hash collision, or a hand-edited folder
         raise ValueError(f"{d / CONFIG_FILE} does not match the config hashed to {config.run_id}; remove {d}")
     return json.loads((d / METRICS_FILE).read_text())
 
@@ -85,7 +85,7 @@ def write_run(
     try:
         for name, data in (files or {}).items():
             atomic_write_bytes(tmp / name, data)
-        atomic_write_json(tmp / CONFIG_FILE, config.identity_dict())
+        atomic_write_json(tmp / CONFIG_FILE, config.to_dict())
         atomic_write_json(tmp / METRICS_FILE, metrics)
         atomic_write_bytes(tmp / DONE_FILE, b"")
         old = None
@@ -107,7 +107,7 @@ def start_run(config: RunConfig, experiment: str) -> Path:
     d = run_dir(config, experiment)
     d.mkdir(parents=True, exist_ok=True)
     (d / DONE_FILE).unlink(missing_ok=True)
-    atomic_write_json(d / CONFIG_FILE, config.identity_dict())
+    atomic_write_json(d / CONFIG_FILE, config.to_dict())
     return d
 
 
@@ -311,8 +311,6 @@ def collect(experiment: str) -> pd.DataFrame:
             continue
         row = {"run_id": d.name}
         _flatten("", json.loads((d / CONFIG_FILE).read_text()), row)
-        for k, v in HASHED_WHEN_SET.items():  # a config.json holds these only when set
-            row.setdefault(k, v)
         metrics = {}
         _flatten("", json.loads((d / METRICS_FILE).read_text()), metrics)
         for k, v in metrics.items():  # a metric never overwrites the config field of the same name

@@ -186,5 +186,8 @@ def sweep(
             "run the same command again to resume"
         )
         raise
+    except BaseException:
+        bar.close()  # so the error printed next starts a line of its own
+        raise
     bar.close()
     return [store.load_metrics(c, experiment) for c in mine]

@@ -109,7 +109,10 @@ def train_linear_probe(r, progress=False) -> dict:
 
 def train_visual_ft(r, progress=False) -> dict:
     cfg = r.cfg
-    module = VisualFT(r.bundle, r.dataset.n_classes, generator=F.generator("init", cfg.seed)).to(r.device)
+    weights = cfg.visual_weights or "default"  # the ImageNet ResNet-50's file, where it trains one
+    module = VisualFT(
+        r.bundle, r.dataset.n_classes, generator=F.generator("init", cfg.seed), weights=weights
+    ).to(r.device)
     split = r.dataset.train
 
     def pixels(epoch, batch):  # CoOp's augmentation at the fine-tuned encoder's own size and normalisation

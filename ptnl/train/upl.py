@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ptnl.core.checks import choice, is_int
+from ptnl.data.disk import check_images
 from ptnl.data.readers import get_dataset
 from ptnl.models.losses import GCE_Q
 from ptnl.train import engine, methods, store
@@ -218,6 +219,8 @@ def prepare(configs: Sequence[UPLConfig], device=None, dataset=None, bundle=None
     device = engine.resolve_device(device)
     precision = engine.resolve_precision(p.precision, device)
     ds = dataset if dataset is not None else get_dataset(p.dataset)
+    for split in (ds.train, ds.test):  # pseudo-labelling reads all of train, the ensemble all of test
+        check_images(split)
     bundle = bundle if bundle is not None else engine.backbone(p.backbone, p.pretrained, str(device))
     pl = pseudo_label(bundle, ds, device, precision)
     sel = select(pl, p.shots, c0.selection, c0.fill, c0.selection_seed)
