@@ -183,3 +183,60 @@ def test_update_swaps_in_the_runs_and_refuses_an_unfinished_store(tmp_path):
     assert sorted(p.name for p in theirs.iterdir()) == ["toy"] and [
         p.name for p in (theirs / "toy").iterdir()
     ] == ["a"]
+
+
+@pytest.mark.slow
+def test_nbval_fails_on_a_tampered_shipped_accuracy(tmp_path):
+    """nbval holds the committed notebooks to the shipped runs: one accuracy changed in a copy of
+    the store (one more test image right) must fail notebook 00's check, and the untouched copy
+    must pass it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    nb = paths.REPO_ROOT / "notebooks" / "00_quickstart.ipynb"
+    store_copy = tmp_path / "results"
+    shutil.copytree(SHIPPED, store_copy / "toy")
+    env = {
+        **os.environ,
+        "PTNL_RESULTS": str(store_copy),
+        "PTNL_FIGURES": str(tmp_path / "figures"),
+        store.NO_TRAIN_VAR: "1",
+        "TQDM_DISABLE": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(nb),
+        "--nbval",
+        "--nbval-current-env",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
+    cmd += ["--nbval-sanitize-with", str(paths.REPO_ROOT / "notebooks" / "sanitize.cfg")]
+
+    def nbval() -> int:
+        return subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True).returncode
+
+    assert nbval() == 0
+    target = next(
+        d
+        for d in sorted((store_copy / "toy").iterdir())
+        if json.loads((d / store.CONFIG_FILE).read_text()).get("method") == "prompt"
+        and d.name in {c.run_id for c in build_00()}
+    )
+    m = json.loads((target / store.METRICS_FILE).read_text())
+    m["test_acc"] += 1 / m["n_test"]
+    (target / store.METRICS_FILE).write_text(json.dumps(m))
+    assert nbval() != 0
+
+
+def build_00():
+    from ptnl.sections import build
+    from ptnl.tools.plan import notebook_params
+
+    nb = paths.REPO_ROOT / "notebooks" / "00_quickstart.ipynb"
+    return build(nb.stem, notebook_params(nb, shipped.SHIPPED_SET))

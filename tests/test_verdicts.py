@@ -184,7 +184,7 @@ def test_compare_verdicts_lists_only_the_changed():
     changed = claims.compare_verdicts(old, new)
     assert [(c["claim"], c["old"], c["new"]) for c in changed] == [
         ("B", "refuted", "supported"),
-        ("C", "yes", None),
+        ("C", "supported", None),
         ("D", None, "refuted"),
     ]
     t = claims.evaluate([_gap()], _gaps({"a": [2.0, 4.0, 9.0]}))

@@ -256,13 +256,25 @@ def exact(holds: bool) -> dict:
     }
 
 
+LEGACY = {"yes": "supported", "no": "refuted"}  # a table from before the three verdicts
+
+
+def _verdict_of(row: dict | None):
+    if row is None:
+        return None
+    if "verdict" in row:
+        return row["verdict"]
+    return LEGACY.get(row.get("supported"), row.get("supported"))
+
+
 def compare_verdicts(old_rows: Iterable[dict], new_rows: Iterable[dict]) -> list[dict]:
     """The claims whose verdict differs between two lists of claims rows (e.g. one notebook's
     claims table in two executions: ``ClaimsTable.rows``, a ``CLAIMS_MIME`` payload's rows, or an
     ``evaluate`` frame): one dict per such claim with ``claim``, ``measured``, ``old`` and ``new``
-    (the verdicts; None where the claim is in one list only) and ``old_why``/``new_why``. Claims
+    (the verdicts; None where the claim is in one list only), ``old_why``/``new_why`` and
+    ``old_value``/``new_value`` (ours). Claims
     are matched on (claim, measured) and, for repeats, their order. Rows of tables from before the
-    three verdicts have only ``supported`` (yes/no): that is read as their verdict. Empty when
+    three verdicts have only ``supported``: yes is read as supported, no as refuted (``LEGACY``). Empty when
     every verdict is unchanged."""
 
     def keyed(rows) -> dict:
@@ -278,8 +290,7 @@ def compare_verdicts(old_rows: Iterable[dict], new_rows: Iterable[dict]) -> list
     changed = []
     for k in [*old, *(k for k in new if k not in old)]:
         o, n = old.get(k), new.get(k)
-        ov = None if o is None else o.get("verdict", o.get("supported"))
-        nv = None if n is None else n.get("verdict", n.get("supported"))
+        ov, nv = _verdict_of(o), _verdict_of(n)
         if ov != nv:
             changed.append(
                 {
@@ -289,6 +300,8 @@ def compare_verdicts(old_rows: Iterable[dict], new_rows: Iterable[dict]) -> list
                     "new": nv,
                     "old_why": None if o is None else o.get("why", ""),
                     "new_why": None if n is None else n.get("why", ""),
+                    "old_value": None if o is None else o.get("ours"),
+                    "new_value": None if n is None else n.get("ours"),
                 }
             )
     return changed

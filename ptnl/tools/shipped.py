@@ -187,15 +187,20 @@ def compare_verdicts(executed: Path, committed: Path | None = None) -> dict:
     out = {"claims": 0, "changed": [], "missing": []}
     for nb in sorted(committed.glob("[0-9][0-9]_*.ipynb")):
         new = Path(executed) / nb.name
-        old_rows = docs.read(nb)["claims"]
+        old_rows = claims_rows(nb)
         if not new.is_file():
             out["missing"].append(nb.name)
             continue
-        new_rows = docs.read(new)["claims"]
+        new_rows = claims_rows(new)
         out["claims"] += len(old_rows)
         for change in claims.compare_verdicts(old_rows, new_rows):
             out["changed"].append({"notebook": nb.stem, **change})
     return out
+
+
+def claims_rows(notebook: Path) -> list[dict]:
+    """Every claims row an executed notebook shows, in order."""
+    return [r for block in docs.read(Path(notebook))["blocks"] for r in block["claims"]]
 
 
 def verdict_report(v: dict) -> str:
@@ -204,7 +209,10 @@ def verdict_report(v: dict) -> str:
     else:
         line = f"{len(v['changed'])} of {v['claims']} claim verdicts changed against the committed notebooks:"
         for c in v["changed"]:
-            line += f"\n  {c['notebook']}: {c.get('claim', '?')!s:.70} {c.get('old')} -> {c.get('new')}"
+            line += (
+                f"\n  {c['notebook']}: {c['claim']!s:.70}: {c['old']} ({c['old_value']}) -> "
+                f"{c['new']} ({c['new_value']})"
+            )
     if v["missing"]:
         line += f"\n  not executed: {', '.join(v['missing'])}"
     return line
