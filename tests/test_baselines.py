@@ -224,4 +224,8 @@ def test_imagenet_resnet50_offline_error(monkeypatch):
     with pytest.raises(RuntimeError) as e:
         visual.load_imagenet_resnet50("default")
     msg = str(e.value)
-    assert "IMAGENET1K_V1" in msg and torch.hub.get_dir() in msg and "-p resnet50_weights /path/to/resnet50.pth" in msg
+    assert (
+        "IMAGENET1K_V1" in msg
+        and torch.hub.get_dir() in msg
+        and "-p resnet50_weights /path/to/resnet50.pth" in msg
+    )

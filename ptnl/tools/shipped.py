@@ -39,8 +39,11 @@ SHIPPED_SET = "toy"  # params/toy.yaml
 # what it measured. Never compared.
 PROVENANCE = ("seconds", "group_size", "numeric_path")
 # "Within float rounding": the test accuracy equal, integers and strings equal, and every other
-# float within this of the shipped value (what reordered float sums leave after 50 epochs: ~1e-6).
-ROUNDING_REL, ROUNDING_ABS = 1e-5, 1e-7
+# float within this of the shipped value. Other kernels reorder float sums, and 50 epochs of SGD
+# grow that drift: measured against the pinned path on other kernel paths (docs/log/
+# reproducible-v1.md), up to 3e-4 relative in a training loss and one training sample in a fit
+# fraction, with the test accuracy equal.
+ROUNDING_REL, ROUNDING_ABS = 1e-3, 1e-3
 CLASSES = ("identical", "rounding", "moved")
 FIGURE_SUFFIXES = (".png", ".pdf")
 
@@ -100,7 +103,7 @@ def _difference(a: Path, b: Path) -> tuple[str, str, float]:
     """How two finished run folders of one run id compare: the class (``classify``; "moved" when
     the configs or extra files differ too), what differs, and the change in test accuracy."""
     ma, mb = (json.loads((d / store.METRICS_FILE).read_text()) for d in (a, b))
-    d_acc = float(mb.get("test_acc", math.nan)) - float(ma.get("test_acc", math.nan))
+    d_acc = float(ma.get("test_acc", math.nan)) - float(mb.get("test_acc", math.nan))  # ours - shipped
     ca, cb = (identity_part(json.loads((d / store.CONFIG_FILE).read_text())) for d in (a, b))
     if ca != cb:
         return "moved", "config", d_acc
