@@ -148,7 +148,7 @@ def test_members_train_through_the_store_and_are_not_redone(tiny, ds, monkeypatc
     for c, m in zip(cs, ms):
         d = store.run_dir(c, "exp")
         assert {p.name for p in d.iterdir()} >= {"config.json", "metrics.json", "done", upl.PROMPT_FILE}
-        assert json.loads((d / "config.json").read_text()) == c.identity_dict()
+        assert json.loads((d / "config.json").read_text()) == c.to_dict()
         assert m["method"] == c.method and len(m["train_loss"]) == 2 and 0 <= m["test_acc"] <= 1
         assert sum(m["class_counts"]) == m["n_train"] and sum(m["predicted_counts"]) == len(ds.train)
     assert ms[0]["group_size"] == 2 and ms[2]["group_size"] == 1  # the UPL members trained together
