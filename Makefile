@@ -33,7 +33,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NB_NUMS := $(foreach nb,$(NOTEBOOKS),$(firstword $(subst _, ,$(notdir $(nb)))))
 NBVAL_ARGS := --nbval --nbval-sanitize-with notebooks/sanitize.cfg --nbval-current-env
 # The numeric path every process computes on (ptnl/core/numerics.py, applied when ptnl is imported):
-# "pinned" (one thread and the libraries' AVX2 kernels: the same bits on any x86-64 CPU with AVX2)
+# "pinned" (one thread and the libraries' AVX2 kernels, one kernel path on every x86-64 CPU with AVX2)
 # or "native" (each library's own kernels and threads: other bits, on some CPUs faster).
 NUMERIC_PATH ?= pinned
 NB_ENV := PTNL_NUMERIC_PATH=$(NUMERIC_PATH)

@@ -1,5 +1,6 @@
-"""The pinned numeric path: one fixed set of CPU kernels, so the same run gives the same bits on
-any x86-64 CPU with AVX2 (Intel or AMD, with or without AVX-512 or AMX).
+"""The pinned numeric path: one fixed set of CPU kernels for every x86-64 CPU with AVX2 (Intel or
+AMD, with or without AVX-512 or AMX), so that the same run gives the same bits on each. Measured so
+on an AMD EPYC with AVX-512 (the whole toy set, docs/log/reproducible-v1.md); not yet on an Intel CPU.
 
 Float results depend on which kernels the libraries pick for the CPU at hand: ATen's vectorised
 elementwise ops (softmax, exp, reductions) come in default/AVX2/AVX-512 builds, MKL's GEMM and
