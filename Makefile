@@ -48,7 +48,7 @@ SHIPPED_ENV := PTNL_NO_TRAIN=1 TQDM_DISABLE=1 PYTHONHASHSEED=0
 
 help: ## list the targets (default)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@printf "  \033[36m%-14s\033[0m %s\n" "NN" "execute one notebook, e.g. make 02 (also SET=smoke, PARAMS=\"-p backbone toy-rn\")"
+	@printf "  \033[36m%-14s\033[0m %s\n" "NN" "execute one notebook, make $(firstword $(NB_NUMS)) .. make $(lastword $(NB_NUMS)) (one per notebooks/NN_*.ipynb), e.g. make 02 (also SET=smoke, PARAMS=\"-p backbone toy-rn\")"
 
 env: $(ENV_STAMP) ## build .venv as exactly requirements-lock.txt, then ptnl (again when the lock or pyproject.toml changes)
 
@@ -82,7 +82,8 @@ notebooks: $(ENV_STAMP) ## the main job: train the toy set from an empty store, 
 	status=0; $(if $(filter toy,$(SET)),$(PY) -m ptnl shipped compare --store $(MAIN)/results --figures $(MAIN)/figures --notebooks build/$(SET_NAME) $(COMPARE_ARGS) || status=$$?;) \
 	echo "main job (SET=$(SET)): $$((SECONDS / 60)) min $$((SECONDS % 60)) s"; exit $$status
 
-$(NB_NUMS): %: $(ENV_STAMP) ## (make 00 .. make 09) execute one notebook into build/SET/, e.g. make 02 SET=smoke, make 09 SET=lab
+# One target per notebook, NB_NUMS from notebooks/NN_*.ipynb (`make help` prints the range, line NN).
+$(NB_NUMS): %: $(ENV_STAMP) ## execute one notebook into build/SET/, e.g. make 02 SET=smoke, make 09 SET=lab
 	$(NB_ENV) $(PY) -m ptnl notebooks run $(wildcard notebooks/$@_*.ipynb) --set $(SET) --output-dir build/$(SET_NAME) $(PARAMS)
 
 refs: $(ENV_STAMP) ## re-execute the committed notebooks in place on the shipped results (nothing trains), figures/ redrawn
@@ -98,7 +99,7 @@ ship: $(ENV_STAMP) ## after a change that moves numbers: the main job, then resu
 	$(PY) -m ptnl shipped update --store $(MAIN)/results
 	$(MAKE) refs docs
 
-bench: $(ENV_STAMP) ## speed/memory benchmarks and the pinned numeric path's cost, as ratios to a reference measured in the same run (build/bench.json)
+bench: $(ENV_STAMP) ## speed and memory benchmark (ptnl/tools/speed.py): engine modes and the pinned numeric path's cost, as ratios to a reference measured in the same run (build/bench.json)
 	$(PY) -m ptnl bench
 
 gpu-check: $(ENV_STAMP) ## GPU readiness, random RN50/ViT-B/32 weights, <= 5 min on one H200 (build/gpucheck.json)
@@ -117,7 +118,17 @@ lint: $(ENV_STAMP) ## check style with ruff
 
 clean: ## remove build outputs (build/, caches of tools); never results/ or cache/
 	rm -rf build .pytest_cache .ruff_cache
-	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+	find . \( -path './$(VENV)' -o -path './.git' \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
-distclean: clean ## also remove the environment, results/ and cache/ (everything not in git)
-	rm -rf $(VENV) results cache *.egg-info
+# What git tracks stays, results/toy/ (the shipped store) above all: in a checkout, git itself says
+# what is untracked under these paths (ignored files too) and removes only that. Outside one (an
+# unpacked archive) nothing says which results are shipped, so results/ is left whole.
+DISTCLEAN_PATHS := $(VENV) cache results
+distclean: clean ## also remove the environment, cache/, egg-info and whatever git does not track under results/
+	@if command -v git >/dev/null && git ls-files --error-unmatch Makefile >/dev/null 2>&1; then \
+		git clean -fdx -- $(DISTCLEAN_PATHS); \
+	else \
+		echo "distclean: not a git checkout, so results/ is left as it is; removing $(VENV), cache/ and *.egg-info only"; \
+		rm -rf $(VENV) cache; \
+	fi
+	rm -rf *.egg-info

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ptnl.models import clip, visual
 from ptnl.models import heads as baselines
-from ptnl.toy import TOY_BACKBONES
+from ptnl.models.toy import TOY_BACKBONES
 
 TINY = {
     "embed_dim": 24,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ptnl.models import clip, text, weights
-from ptnl.toy import TOY_BACKBONES
+from ptnl.models.toy import TOY_BACKBONES
 
 TINY_VIT = {
     "embed_dim": 32,
@@ -204,7 +204,7 @@ def test_bad_pretrained_values_are_clear_errors(toy, tmp_path):
         clip.load_clip("RN50", pretrained="no-such-tag")
     with pytest.raises(ValueError, match="no default weights.*pretrained=<tag>"):
         clip.load_clip("ViT-B-16", pretrained="default")
-    with pytest.raises(FileNotFoundError, match="missing.*ptnl.toy.pretrain"):
+    with pytest.raises(FileNotFoundError, match="missing.*ptnl toy pretrain"):
         clip.load_clip("toy-test-rn")  # its default checkpoint is not built
 
 

@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from ptnl.train.config import RunConfig, lr_at_epoch
+from ptnl.train.config import RunConfig
+from ptnl.train.optim import lr_at_epoch
 
 
 def test_defaults_are_the_paper_recipe():
@@ -67,8 +68,7 @@ def test_ctx_init_sets_n_ctx_to_its_word_count_as_coop():
 
 def test_run_id_follows_the_weights(tmp_path, monkeypatch):
     # Same config, regenerated toy checkpoint: a different run id, so old results are not reused.
-    from ptnl import toy
-    from ptnl.models import clip, weights
+    from ptnl.models import clip, toy, weights
 
     cfg = RunConfig(dataset="toy-shapes", backbone="toy-rn")
     spec = toy.TOY_BACKBONES["toy-rn"]

@@ -205,7 +205,7 @@ def test_names_and_aliases():
 
 def test_toy_names_are_delegated(monkeypatch):
     calls = []
-    fake = types.ModuleType("ptnl.toy.tasks")
+    fake = types.ModuleType("ptnl.data.toy.tasks")
     fake.load_task = lambda name: calls.append(name) or "toy dataset"
     monkeypatch.setattr(readers, "toy_tasks", fake)
     assert load_dataset("toy-shapes") == "toy dataset" and calls == ["toy-shapes"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+from ptnl.tools.speed import register_tiny_clip, synthetic_dataset
 from ptnl.train import engine, labels, loop, optim, store, trainers
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
@@ -259,7 +259,7 @@ def test_confusion_noise_reads_zero_shot_probabilities(tiny, ds, monkeypatch):
 def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):
     """The benchmark's plain CoOp loop (full-length prompts, no truncation, no shared prefix) and
     ptnl's exact mode see the same crops, order, init and learning rates: same numbers."""
-    from ptnl.tools.bench import CoOpReference, reference_fit
+    from ptnl.tools.speed import CoOpReference, reference_fit
 
     c = cfg(tiny, feature_mode="exact", epochs=3, noise_rate=0.25, lr=0.05, warmup_epochs=0)
     r = engine.prepare(c)
@@ -276,26 +276,26 @@ def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):
     )
 
 
-def test_bench_measures_and_reports(tiny, fresh_store, tmp_path):
+def test_speed_benchmark_measures_and_reports(tiny, fresh_store, tmp_path):
     """One in-process measurement per row kind, then the ratios and the markdown table."""
-    from ptnl.tools import bench
+    from ptnl.tools import speed
 
-    rows = [bench.measure(tiny, mode, steps=1, n_classes=5) for mode in ("reference", "exact", "views")]
+    rows = [speed.measure(tiny, mode, steps=1, n_classes=5) for mode in ("reference", "exact", "views")]
     assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     assert rows[2]["cache_s"] > 0 and len(rows[0]["ctx"]) == 16 * 64
     group = dict(rows[2], mode="group16", step_s=rows[2]["step_s"] * 4)
     res = {"device": "cpu", "steps": 1, "n_classes": 5, "torch": "x", "threads": 1, "rows": [*rows, group]}
-    bench._derive(res)
+    speed._derive(res)
     ref, exact, views, group = res["rows"]
     assert exact["max_abs_diff_loss"] < 1e-5 and exact["max_abs_diff_ctx"] < 1e-6
     assert views["speedup_vs_reference"] == pytest.approx(ref["step_s"] / views["step_s"])
     assert group["speedup_vs_sequential"] == pytest.approx(16 / 4) and group["meets_target"]
-    table = bench.markdown(res)
+    table = speed.markdown(res)
     assert table.count("\n|") == 6 and "4.0x vs 16 sequential" in table
 
 
 @pytest.mark.slow
-def test_bench_cli_smoke(tmp_path):
+def test_speed_benchmark_cli_smoke(tmp_path):
     import json
     import subprocess
     import sys

@@ -8,7 +8,7 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+from ptnl.tools.speed import register_tiny_clip, synthetic_dataset
 from ptnl.train import features as F
 
 

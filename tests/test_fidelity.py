@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
+from ptnl.models.toy import TOY_BACKBONES
 from ptnl.tools import fidelity
-from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
 from ptnl.tools.cli import main
-from ptnl.toy import TOY_BACKBONES
+from ptnl.tools.speed import register_tiny_clip, synthetic_dataset
 from ptnl.train import engine
 from ptnl.train.config import RunConfig
 
@@ -54,7 +54,7 @@ def test_expected_calibration_error_by_hand():
 
 
 def test_calibrated_temperature_follows_the_rule():
-    from ptnl.toy.calibrate import _mean_nll, calibrated_temperature, mean_zero_shot_ece
+    from ptnl.tools.toy.calibrate import _mean_nll, calibrated_temperature, mean_zero_shot_ece
 
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 5, (400,), generator=g)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from ptnl.tools import bench, gpucheck
+from ptnl.tools import gpucheck, speed
 from ptnl.tools.cli import main
 from ptnl.tools.gpucheck import project
 
 
-class EotOffByOne(bench.CoOpReference):
+class EotOffByOne(speed.CoOpReference):
     """A CoOp step that reads the text feature one token before EOT: subtly wrong."""
 
     def __init__(self, *args, **kwargs):
@@ -70,7 +70,7 @@ def test_paper_grid_projection(report):
     for key in ("runs_by_method", "runs_by_dataset", "runs_by_notebook", "runs_by_backbone"):
         assert sum(grid[key].values()) == grid["runs"], key
     assert set(grid["runs_by_backbone"]) == set(gpucheck.BACKBONES)
-    assert set(grid["runs_by_dataset"]) <= set(gpucheck.DATASET_SIZES)
+    assert set(grid["runs_by_dataset"]) <= set(gpucheck.dataset_sizes())
     hours = grid["hours"]
     assert hours["total"] == pytest.approx(sum(v for k, v in hours.items() if k != "total"), abs=0.01)
     assert all(v >= 0 for v in hours.values()) and hours["training_gpu"] > 0
@@ -79,13 +79,13 @@ def test_paper_grid_projection(report):
 
 def test_bench_ratios(report):
     for res in report["checks"]["bench"]["by_backbone"].values():
-        assert [r["mode"] for r in res["rows"]] == list(bench.MODES)
+        assert [r["mode"] for r in res["rows"]] == list(speed.MODES)
         assert all(v > 0 for v in res["ratios"].values())
-        assert set(res["targets"]) == set(bench.TARGETS)
+        assert set(res["targets"]) == set(speed.TARGETS)
 
 
 def test_a_failed_check_fails_the_run_and_the_budget_skips_optional_parts(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "CoOpReference", EotOffByOne)
+    monkeypatch.setattr(speed, "CoOpReference", EotOffByOne)
     out = tmp_path / "gpucheck.json"
     assert main(["gpu-check", "--dry", "--out", str(out), "--budget-s", "0"]) == 1
     rep = json.loads(out.read_text())

@@ -19,13 +19,13 @@ import torch
 
 from ptnl.core import paths
 from ptnl.data import load_dataset
+from ptnl.data.toy import OBJECTS_CLASS_COUNTS, world
+from ptnl.data.toy import tasks as toy_tasks
 from ptnl.models import checkpoints
 from ptnl.models import weights as W
+from ptnl.models.toy import lab as toy_lab
 from ptnl.report import claims
 from ptnl.sections import lab
-from ptnl.toy import OBJECTS_CLASS_COUNTS, world
-from ptnl.toy import lab as toy_lab
-from ptnl.toy import tasks as toy_tasks
 from ptnl.train.config import RunConfig, run_identity
 
 EMB = "token_embedding.weight"
@@ -131,7 +131,7 @@ def test_lab_checkpoint_names():
 
 @pytest.fixture
 def lab_dir(tmp_path, monkeypatch):
-    """An empty toy checkpoint folder of the test's own, as ``ptnl.toy.lab`` sees it."""
+    """An empty toy checkpoint folder of the test's own, as ``ptnl.models.toy.lab`` sees it."""
     monkeypatch.setattr(toy_lab, "toy_checkpoint_dir", lambda: tmp_path)
     (tmp_path / toy_lab.LAB_DIR).mkdir()
     return tmp_path / toy_lab.LAB_DIR
@@ -215,14 +215,14 @@ def test_temperature_needs_a_clip_head():
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
     from ptnl.models.clip import load_clip
-    from ptnl.tools.bench import register_tiny_clip
+    from ptnl.tools.speed import register_tiny_clip
 
     return load_clip(register_tiny_clip("ptnl-tiny-lab", tmp_path_factory.mktemp("cfg")), pretrained=None)
 
 
 @pytest.mark.parametrize("method", ["prompt", "classifier_r", "zeroshot"])
 def test_module_logits_use_the_run_temperature(tiny_bundle, method):
-    from ptnl.tools.bench import synthetic_dataset
+    from ptnl.tools.speed import synthetic_dataset
     from ptnl.train.trainers import build_module
 
     ds = synthetic_dataset(n_classes=3, train_per_class=2, test_per_class=1)
@@ -462,7 +462,7 @@ def test_claim_over_worst():
 
 
 def test_steps_list():
-    from ptnl.toy.snapshots import _steps_list
+    from ptnl.tools.toy.snapshots import _steps_list
 
     assert _steps_list("500,1500") == (500, 1500)
     assert _steps_list("1500,500,500") == (500, 1500)
@@ -474,8 +474,8 @@ def test_steps_list():
 
 def test_reachable_tokens():
     from ptnl.models.prompts import PLACEHOLDER
-    from ptnl.toy.pretrain import build_model
-    from ptnl.toy.snapshots import reachable_tokens
+    from ptnl.tools.toy.pretrain import build_model
+    from ptnl.tools.toy.snapshots import reachable_tokens
 
     tok = build_model("toy-rn", 0)[1]
     keep = reachable_tokens(tok, np.array([[1, 2]]))
@@ -499,7 +499,7 @@ def test_reachable_tokens():
 def test_pretrain_saves_shrunk_lab_snapshots(tmp_path):
     from safetensors import safe_open
 
-    from ptnl.toy.sanity import load_toy_model
+    from ptnl.tools.toy.sanity import load_toy_model
 
     env = {**os.environ, "PTNL_CACHE": str(tmp_path / "cache"), "TQDM_DISABLE": "1"}
     cmd = [sys.executable, "-m", "ptnl", "toy", "snapshots", "--backbone", "toy-rn", "--n-images", "256"]

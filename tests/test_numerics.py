@@ -122,24 +122,24 @@ def test_a_bad_path_fails_the_import_with_the_message():
     assert res.returncode != 0 and "PTNL_NUMERIC_PATH must be 'pinned' or 'native', got 'fast'" in res.stderr
 
 
-# -- the bench's comparison of the paths (ptnl.tools.bench_numeric.numeric_path_cost) --------------------
+# -- the speed benchmark's comparison of the paths (ptnl.tools.speed_numeric.numeric_path_cost) ----------
 
 
-def test_bench_gives_each_path_its_own_environment(monkeypatch, tmp_path):
-    from ptnl.tools import bench_numeric
+def test_speed_benchmark_gives_each_path_its_own_environment(monkeypatch, tmp_path):
+    from ptnl.tools import speed_numeric
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as the parent's pinned import left it
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    native = bench_numeric.numeric_env("native", tmp_path)
+    native = speed_numeric.numeric_env("native", tmp_path)
     assert native[numerics.PATH_VAR] == "native" and not set(numerics.PINNED) & set(native)
     assert native["PTNL_CACHE"] == str(tmp_path)
-    one = bench_numeric.numeric_env("native-1thread", tmp_path)
+    one = speed_numeric.numeric_env("native-1thread", tmp_path)
     assert {k: one.get(k) for k in numerics.PINNED} == {k: numerics.THREADS.get(k) for k in numerics.PINNED}
-    assert bench_numeric.numeric_env("pinned", tmp_path)[numerics.PATH_VAR] == "pinned"
+    assert speed_numeric.numeric_env("pinned", tmp_path)[numerics.PATH_VAR] == "pinned"
 
 
-def test_bench_reports_the_ratio_and_bit_identity(monkeypatch):
-    from ptnl.tools import bench_numeric
+def test_speed_benchmark_reports_the_ratio_and_bit_identity(monkeypatch):
+    from ptnl.tools import speed_numeric
 
     seconds = {"pinned": [3.0, 2.0], "native": [1.0, 4.0], "native-1thread": [2.5, 2.5]}
     acc = {"pinned": 0.5, "native": 0.5 + 2**-20, "native-1thread": 0.5}
@@ -149,14 +149,14 @@ def test_bench_reports_the_ratio_and_bit_identity(monkeypatch):
         m = {"test_acc": acc[path], "train_loss": [1.0, 0.5]}
         return {"seconds": seconds[path].pop(0), "numeric_path": where, "metrics": m}
 
-    monkeypatch.setattr(bench_numeric, "_numeric_worker", worker)
-    res = bench_numeric.numeric_path_cost(epochs=2, repeats=2, log=False)
+    monkeypatch.setattr(speed_numeric, "_numeric_worker", worker)
+    res = speed_numeric.numeric_path_cost(epochs=2, repeats=2, log=False)
     p = res["paths"]
     assert p["pinned"]["best_s"] == 2.0 and res["pinned_over_native"] == pytest.approx(2.0)
     assert p["native-1thread"]["pinned_over_this"] == pytest.approx(0.8)
     assert p["native-1thread"]["identical_to_pinned"] and not p["native"]["identical_to_pinned"]
     assert p["native"]["max_abs_diff_vs_pinned"] == 2**-20 and all(r["repeatable"] for r in p.values())
-    table = bench_numeric.numeric_markdown(res)
+    table = speed_numeric.numeric_markdown(res)
     assert (
         "takes 2.00x the native path's time" in table
         and "| native-1thread | 1 | AVX2 | 2.50 | 0.80x |" in table

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ptnl.models import clip
 from ptnl.models.prompts import PromptCLIP, PromptLearner, prompt_token_ids, random_prompt_classifier
-from ptnl.toy import TOY_BACKBONES
+from ptnl.models.toy import TOY_BACKBONES
 
 TINY = {
     "embed_dim": 24,

@@ -142,8 +142,8 @@ def test_quiet_follows_env(monkeypatch):
 
 
 def test_cli_run_sweep_collect_in_process(fresh_store, use_dataset, tmp_path, monkeypatch, capsys):
-    from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
     from ptnl.tools.cli import main
+    from ptnl.tools.speed import register_tiny_clip, synthetic_dataset
 
     tiny = register_tiny_clip("ptnl-tiny-cli", tmp_path)
     use_dataset(synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2))
@@ -219,7 +219,7 @@ def _in_thread(fn):
 @pytest.fixture
 def tiny_world(fresh_store, use_dataset, tmp_path, monkeypatch):
     """A tiny random CLIP and a synthetic dataset: real runs that take a fraction of a second."""
-    from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
+    from ptnl.tools.speed import register_tiny_clip, synthetic_dataset
 
     tiny = register_tiny_clip("ptnl-tiny-sweep", tmp_path)
     use_dataset(synthetic_dataset(n_classes=3, train_per_class=4, test_per_class=2))

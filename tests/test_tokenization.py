@@ -11,8 +11,8 @@ import torch
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
 from ptnl.data.specs import CALTECH_RENAMES, EUROSAT_NAMES
+from ptnl.data.toy.tasks import TASKS
 from ptnl.models.prompts import prompt_token_ids
-from ptnl.toy.tasks import TASKS
 
 TOK = open_clip.SimpleTokenizer()  # CLIP's BPE, context 77
 SOS, EOT = TOK.sot_token_id, TOK.eot_token_id

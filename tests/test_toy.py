@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from ptnl.toy import EXTRA_TASKS, TOY_BACKBONES, TOY_TASKS, world
-from ptnl.toy import tasks as toy_tasks
-from ptnl.toy.calibrate import TARGET_ZERO_SHOT_ECE
-from ptnl.toy.tasks import load_task
+from ptnl.data.toy import EXTRA_TASKS, TOY_TASKS, world
+from ptnl.data.toy import tasks as toy_tasks
+from ptnl.data.toy.tasks import load_task
+from ptnl.models.toy import TOY_BACKBONES
+from ptnl.tools.toy.calibrate import TARGET_ZERO_SHOT_ECE
 
 CONTEXT_LENGTH = 32  # text_cfg.context_length of both toy configs
 N_CTX = 16  # CoOp's default number of learnable context tokens
@@ -117,7 +118,7 @@ def test_task_pictures_go_through_the_dataset_camera():
 def test_pretraining_crops_are_seeded_and_keep_a_share_whole():
     import torch
 
-    from ptnl.toy.pretrain import crop_views
+    from ptnl.tools.toy.pretrain import crop_views
 
     x = torch.randn(64, 3, 64, 64)
     a = crop_views(x, torch.Generator().manual_seed(0))
@@ -156,7 +157,7 @@ def test_task_shapes(name):
 
 
 def test_bad_names_raise():
-    # ptnl.toy lists the names without importing the world
+    # ptnl.data.toy lists the names without importing the world
     assert tuple(toy_tasks.TASKS) == TOY_TASKS + EXTRA_TASKS
     assert (toy_tasks.TOY_TASKS, toy_tasks.EXTRA_TASKS) == (TOY_TASKS, EXTRA_TASKS)
     with pytest.raises(ValueError, match="unknown toy task"):
@@ -173,8 +174,8 @@ def test_shipped_checkpoint_matches_its_record_and_config(backbone):
     import torch
     from safetensors.torch import load_file
 
-    from ptnl.toy import CONFIG_DIR
-    from ptnl.toy.pretrain import DEFAULTS, STEPS, _world_hash, sha256_file
+    from ptnl.models.toy import CONFIG_DIR
+    from ptnl.tools.toy.pretrain import DEFAULTS, STEPS, _world_hash, sha256_file
 
     bb = TOY_BACKBONES[backbone]
     record = json.loads(bb.checkpoint.with_suffix(".json").read_text())
@@ -205,7 +206,7 @@ def test_shipped_temperature_is_the_rules(backbone, tmp_path):
     # Re-applying the rule to the shipped checkpoint changes nothing: same temperature, same bytes.
     import shutil
 
-    from ptnl.toy import pretrain
+    from ptnl.tools.toy import pretrain
 
     bb = TOY_BACKBONES[backbone]
     for f in (bb.checkpoint, bb.checkpoint.with_suffix(".json")):
@@ -218,7 +219,7 @@ def test_shipped_temperature_is_the_rules(backbone, tmp_path):
 
 @functools.cache
 def _shipped(backbone):
-    from ptnl.toy.sanity import load_toy_model
+    from ptnl.tools.toy.sanity import load_toy_model
 
     return load_toy_model(backbone)
 
@@ -231,7 +232,7 @@ _ZERO_SHOT_CASES = [(b, t) for b in sorted(TOY_BACKBONES) for t in TOY_TASKS]
 
 @pytest.mark.parametrize("backbone,task", _ZERO_SHOT_CASES)
 def test_shipped_checkpoint_zero_shot_far_above_chance(backbone, task):
-    from ptnl.toy.sanity import zero_shot_acc
+    from ptnl.tools.toy.sanity import zero_shot_acc
 
     acc = zero_shot_acc(*_shipped(backbone), task, n_per_class=10)  # first 10 test images per class
     chance = 1 / load_task(task).n_classes
@@ -239,7 +240,7 @@ def test_shipped_checkpoint_zero_shot_far_above_chance(backbone, task):
 
 
 def test_zero_shot_on_coop_views_is_measured_on_the_views():
-    from ptnl.toy.sanity import zero_shot_acc, zero_shot_views_acc
+    from ptnl.tools.toy.sanity import zero_shot_acc, zero_shot_views_acc
 
     model = _shipped("toy-rn")
     centre = zero_shot_acc(*model, "toy-shapes", n_per_class=4)
@@ -251,7 +252,7 @@ def test_zero_shot_on_coop_views_is_measured_on_the_views():
 def test_web_camera_degrades_a_share_of_pretraining_pictures_and_nothing_else(tmp_path, monkeypatch):
     # Toy world v2.1's web camera (addenda 7 and 8): rate 0 gives the pictures without it; a rate
     # passes that share of the same pictures through the web camera and keeps every caption.
-    from ptnl.toy import pretrain
+    from ptnl.tools.toy import pretrain
 
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path))
     _, tok = pretrain.build_model("toy-rn", 0)
@@ -272,7 +273,7 @@ def test_pretraining_is_one_seeded_command(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     from ptnl.tools.cli import main
-    from ptnl.toy import pretrain
+    from ptnl.tools.toy import pretrain
 
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "cache"))
     args = ["--backbone", "toy-rn", "--n-images", "256", "--steps", "3", "--warmup", "1", "--no-eval"]
@@ -301,7 +302,7 @@ def test_pretraining_on_other_thread_counts_is_close(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     from ptnl.tools.cli import main
-    from ptnl.toy import pretrain
+    from ptnl.tools.toy import pretrain
 
     monkeypatch.setenv("PTNL_CACHE", str(tmp_path / "cache"))
     before = torch.get_num_threads()

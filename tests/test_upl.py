@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from ptnl.models.toy import TOY_BACKBONES
 from ptnl.sections import unsupervised
-from ptnl.tools.bench import register_tiny_clip, synthetic_dataset
-from ptnl.toy import TOY_BACKBONES
+from ptnl.tools.speed import register_tiny_clip, synthetic_dataset
 from ptnl.train import features as F
 from ptnl.train import labels, store, trainers, upl
 from ptnl.train.config import RunConfig
@@ -226,7 +226,7 @@ def test_toy_world_upl_set_is_cleaner_than_robust_upl_set(fresh_store):
     # chance on toy-shapes (6.1x, toy-vit's 3.1x: docs/log/toy-world-v2.md, addendum 7).
     trained = [b for b in ("toy-rn", "toy-vit") if TOY_BACKBONES[b].checkpoint.is_file()]
     if not trained:
-        pytest.skip("no toy checkpoint trained yet (python -m ptnl.toy.pretrain --backbone toy-rn)")
+        pytest.skip("no toy checkpoint trained yet (python -m ptnl toy pretrain --backbone toy-rn)")
     backbone = trained[0]
     c_upl = upl.config("upl", "toy-shapes", backbone)
     c_rob = upl.config("robust_upl_ce", "toy-shapes", backbone)

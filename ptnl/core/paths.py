@@ -78,7 +78,7 @@ def weights_dir() -> Path:
 
 def toy_checkpoint_dir() -> Path:
     """The toy CLIP checkpoints that ship inside the package (read-only, committed)."""
-    return PACKAGE_DIR / "toy" / "checkpoints"
+    return PACKAGE_DIR / "models" / "toy" / "checkpoints"
 
 
 def build_dir() -> Path:

@@ -2,7 +2,7 @@
 
 - ``load_dataset(name, root=None, source="auto") -> Dataset``: a dataset registered in memory
   under ``name``, the paper's eight datasets and CoOp's other three (``ptnl.data.readers``, named
-  in ``ptnl.data.specs``), or a "toy-*" task (``ptnl.toy.tasks.load_task``); ``on_disk(name)``
+  in ``ptnl.data.specs``), or a "toy-*" task (``ptnl.data.toy.tasks.load_task``); ``on_disk(name)``
   says cheaply whether it would find the files, ``disk_status(name)`` (``ptnl.data.disk``) also
   parses the split files and says what is wrong in one line.
 - ``NOISY_DATASETS``, ``load_noisy_set(name)``, ``noisy_on_disk(name)`` (``ptnl.data.noisy_sets``):
@@ -20,8 +20,10 @@
   raises it too, naming the file.
 - ``fewshot_indices(labels, shots, seed, allow_fewer=False)``: K images per class from a train
   split (``ptnl.data.sampling``; its random stream is independent of the noise's).
-- ``TEMPLATES``, ``NOISY_TEMPLATES``, ``SIMPLE_TEMPLATES``, ``ensemble_templates(name)``
-  (``ptnl.data.templates``).
+- ``SPECS``, ``dataset_names()`` (``ptnl.data.specs``): each real dataset declared once, as a
+  ``Spec`` (names, folders, sources, template, files, sizes); every module reads it from there.
+- ``TEMPLATES``, ``NOISY_TEMPLATES``, ``SIMPLE_TEMPLATES``, ``template(name)``,
+  ``ensemble_templates(name)`` (``ptnl.data.templates``).
 """
 
 from ptnl.data.base import Dataset, ImageReadError, Split
@@ -30,8 +32,16 @@ from ptnl.data.noisy_sets import NOISY_DATASETS, load_noisy_set, noisy_on_disk
 from ptnl.data.readers import get_dataset, load_dataset, on_disk
 from ptnl.data.registry import register_dataset, registered, unregister_dataset
 from ptnl.data.sampling import SHOTS, fewshot_indices, rng_stream
-from ptnl.data.specs import DATASETS, PAPER_DATASETS, SOURCES, SPECS, clean_classname, resolve_name
-from ptnl.data.templates import NOISY_TEMPLATES, SIMPLE_TEMPLATES, TEMPLATES, ensemble_templates
+from ptnl.data.specs import (
+    DATASETS,
+    PAPER_DATASETS,
+    SOURCES,
+    SPECS,
+    clean_classname,
+    dataset_names,
+    resolve_name,
+)
+from ptnl.data.templates import NOISY_TEMPLATES, SIMPLE_TEMPLATES, TEMPLATES, ensemble_templates, template
 
 __all__ = [
     "CORRUPT",
@@ -51,6 +61,7 @@ __all__ = [
     "Split",
     "check_images",
     "clean_classname",
+    "dataset_names",
     "disk_status",
     "ensemble_templates",
     "fewshot_indices",
@@ -64,5 +75,6 @@ __all__ = [
     "registered",
     "resolve_name",
     "rng_stream",
+    "template",
     "unregister_dataset",
 ]

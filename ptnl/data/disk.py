@@ -6,7 +6,7 @@ the one-line status `make plan` prints.
 - ``identity(name)``: ``content_identity`` (the split's fingerprint and every image's content) of
   what ``load_dataset(name)`` would return,
   ``MISSING`` or ``CORRUPT`` when it would fail; memoised on the stat of the files that pick the
-  route and hold the split (``_watched``).
+  route and hold the split (``_watched``: the spec's folders, split file and ``files``).
 - ``disk_status(name)``: a ``DiskStatus`` (state, one line) saying what is wrong, if anything.
 
 The noisy-label benchmarks (``ptnl.data.noisy_sets``) are judged by loading them, their identity
@@ -39,25 +39,6 @@ from ptnl.data.specs import COOP_DATASETS_MD, FGVC_FILES, SPECS, TORCHVISION, Sp
 
 MISSING = "missing"  # identity() of a dataset that is not on disk
 CORRUPT = "corrupt"  # identity() of one whose split or class-name file does not parse
-
-# What torchvision's classes read their split and class names from, under data_root() (besides
-# the folder in TORCHVISION; for Caltech101 and EuroSAT that folder's listing is the split).
-TORCHVISION_FILES = {
-    "OxfordIIITPet": ("oxford-iiit-pet/annotations/trainval.txt", "oxford-iiit-pet/annotations/test.txt"),
-    "Food101": ("food-101/meta/train.json", "food-101/meta/test.json"),
-    "DTD": tuple(f"dtd/dtd/labels/{p}1.txt" for p in ("train", "val", "test")),
-    "Flowers102": ("flowers-102/imagelabels.mat", "flowers-102/setid.mat"),
-    "FGVCAircraft": tuple(f"fgvc-aircraft-2013b/data/{f}" for f in FGVC_FILES),
-    "StanfordCars": (
-        "stanford_cars/devkit/cars_meta.mat",
-        "stanford_cars/devkit/cars_train_annos.mat",
-        "stanford_cars/cars_test_annos_withlabels.mat",
-    ),
-    "Caltech101": (),
-    "EuroSAT": (),
-    "SUN397": ("SUN397/ClassName.txt",),
-}
-
 
 _PRESENT: dict[str, set[str]] = {}  # image folder -> refs check_images found whole in this process
 JPEG_END = b"\xff\xd9"  # a JPEG's end-of-image marker: what a truncated file lacks
@@ -137,8 +118,8 @@ def _watched(spec: Spec) -> list[str]:
     if spec.name == "ImageNet":
         watched += [f"{spec.folder}/classnames.txt", *(f"{spec.image_dirs[0]}/{p}" for p in ("train", "val"))]
     if spec.torchvision:
-        watched += [TORCHVISION[spec.torchvision][0], *TORCHVISION_FILES[spec.torchvision]]
-    return watched
+        watched.append(TORCHVISION[spec.torchvision][0])
+    return watched + list(spec.files)
 
 
 def _stat(path: Path):

@@ -61,7 +61,7 @@ from PIL import Image
 
 from ptnl.core.paths import data_root
 from ptnl.data.base import Dataset, ImageFiles, ImageReadError, Split
-from ptnl.data.templates import NOISY_TEMPLATES
+from ptnl.data.specs import NOISY_SPECS
 
 FOOD101N_PAGE = "https://kuanghuei.github.io/Food-101N/"
 FOOD101N_MIRROR = "https://www.kaggle.com/datasets/kuanghueilee/food-101n"
@@ -97,18 +97,8 @@ CIFAR = {
                       "CIFAR100"),
 }  # fmt: skip
 
-# canonical name -> (what it reads, key of its CIFAR-N label file, other names it answers to)
-SETS = {
-    "Food101N": ("food101n", None, ()),
-    "CIFAR10N-aggre": ("cifar10", "aggre_label", ("cifar10n-aggregate",)),
-    "CIFAR10N-worse": ("cifar10", "worse_label", ("cifar10n-worst",)),
-    "CIFAR10N-random1": ("cifar10", "random_label1", ("cifar10n-rand1",)),
-    "CIFAR10N-random2": ("cifar10", "random_label2", ("cifar10n-rand2",)),
-    "CIFAR10N-random3": ("cifar10", "random_label3", ("cifar10n-rand3",)),
-    "CIFAR10N-clean": ("cifar10", "clean_label", ()),
-    "CIFAR100N": ("cifar100", "noisy_label", ("cifar100n-noisy",)),
-    "CIFAR100N-clean": ("cifar100", "clean_label", ()),
-}
+# canonical name -> (what it reads, key of its CIFAR-N label file, other names it answers to): their specs
+SETS = {s.name: (s.reads, s.labels_key, s.aliases) for s in NOISY_SPECS.values()}
 NOISY_DATASETS = tuple(SETS)
 
 
@@ -234,7 +224,7 @@ def _load_food101n(root: Path) -> Dataset:
     train = Split(tuple(refs), np.asarray(labels, dtype=np.int64), ImageFiles(str(images), name, "train"))
     test = Split(tuple(test_refs), np.asarray(test_labels, dtype=np.int64),
                  ImageFiles(str(test_images), name, "test"))  # fmt: skip
-    return Dataset(name, classnames, NOISY_TEMPLATES[name], train, None, test, "food101n-release", str(images),
+    return Dataset(name, classnames, NOISY_SPECS[name].template, train, None, test, "food101n-release", str(images),
                    train_true_labels=true)  # fmt: skip
 
 
@@ -378,7 +368,7 @@ def _load_cifar(name: str, root: Path) -> Dataset:
             f"{c.human} ({CIFAR_N_URL}), over torchvision's {c.folder} in its order"
         )
     train = Split(splits["train"].refs, human_labels[key], splits["train"].image_loader)
-    return Dataset(name, classnames, NOISY_TEMPLATES[name], train, None, splits["test"], "cifar-n", str(folder),
+    return Dataset(name, classnames, NOISY_SPECS[name].template, train, None, splits["test"], "cifar-n", str(folder),
                    train_true_labels=clean)  # fmt: skip
 
 

@@ -23,7 +23,7 @@ Every Dataset records the route in ``split_source``: "coop-split", "official-txt
 cleans them (its datasets/*.py), whichever route they came by, so prompts are the same.
 
 ``load_dataset`` is the one entry point: a dataset registered in memory under the name
-(``ptnl.data.registry``) comes first, then "toy-*" names (``ptnl.toy.tasks.load_task``), then the
+(``ptnl.data.registry``) comes first, then "toy-*" names (``ptnl.data.toy.tasks.load_task``), then the
 real noisy-label benchmarks (``ptnl.data.noisy_sets``: Food101N, CIFAR10N-*, CIFAR100N), then the
 files above. ``on_disk`` says cheaply whether it would find them. ``get_dataset`` is what a run
 reads: the same, loaded once per process (a sweep loads each dataset once).
@@ -53,8 +53,7 @@ from ptnl.data.specs import (
     clean_classname,
     resolve_name,
 )
-from ptnl.data.templates import TEMPLATES
-from ptnl.toy import tasks as toy_tasks
+from ptnl.data.toy import tasks as toy_tasks
 
 
 def _split(image_root: Path, refs, labels, dataset: str, part: str) -> Split:
@@ -173,7 +172,7 @@ def load_coop(spec: Spec, root: Path) -> Dataset:
     }
     _check_first_image(spec.name, image_root, splits)
     val = splits["val"] if len(splits["val"]) else None
-    return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], val, splits["test"],
+    return Dataset(spec.name, classnames, spec.template, splits["train"], val, splits["test"],
                    "coop-split", str(image_root))  # fmt: skip
 
 
@@ -222,7 +221,7 @@ def _load_fgvc(spec: Spec, root: Path) -> Dataset:
             labels.append(index[variant])
         splits[part] = _split(data_dir / "images", refs, labels, spec.name, part)
     _check_first_image(spec.name, data_dir / "images", splits)
-    return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], splits["val"], splits["test"],
+    return Dataset(spec.name, classnames, spec.template, splits["train"], splits["val"], splits["test"],
                    "official-txt", str(data_dir / "images"))  # fmt: skip
 
 
@@ -281,7 +280,7 @@ def _load_imagenet(spec: Spec, root: Path) -> Dataset:
             labels += [y] * len(files)
         splits[part] = _split(image_root, refs, labels, spec.name, "test" if part == "val" else part)
     # ImageNet: the official val set is the test set, as in CoOp; there is no separate val split.
-    return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], None, splits["val"],
+    return Dataset(spec.name, classnames, spec.template, splits["train"], None, splits["val"],
                    "imagenet-folders", str(image_root))  # fmt: skip
 
 
@@ -347,7 +346,7 @@ def _load_torchvision(spec: Spec, root: Path) -> Dataset:
     image_root = Path(image_root)
     splits = {k: _split(image_root, refs, labels, spec.name, k) for k, (refs, labels) in parts.items()}
     classnames = [clean_classname(spec.name, c) for c in classnames]
-    return Dataset(spec.name, classnames, TEMPLATES[spec.name], splits["train"], splits.get("val"), splits["test"],
+    return Dataset(spec.name, classnames, spec.template, splits["train"], splits.get("val"), splits["test"],
                    source, str(image_root))  # fmt: skip
 
 
@@ -372,7 +371,7 @@ def on_disk(name: str, root: str | Path | None = None) -> bool:
 def load_dataset(name: str, root: str | Path | None = None, source: str = "auto") -> Dataset:
     """The dataset ``name`` (see the module docstring for ``source``): the one registered under
     ``name`` if there is one (``ptnl.data.register_dataset``), else "toy-*" names go to
-    ``ptnl.toy.tasks``, noisy-label benchmarks to ``ptnl.data.noisy_sets`` (one layout each: only
+    ``ptnl.data.toy.tasks``, noisy-label benchmarks to ``ptnl.data.noisy_sets`` (one layout each: only
     ``source="auto"``), and the others are read from disk.
 
     ``root`` is the folder holding all datasets (default ``ptnl.core.paths.data_root()``, i.e.

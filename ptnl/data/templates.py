@@ -1,7 +1,10 @@
 """Zero-shot prompt templates: the hand-crafted one per dataset, and CLIP's small ensemble.
 
-``TEMPLATES`` is CoOp's ``CUSTOM_TEMPLATES`` (identical in CoOp ``zsclip.py``, UPL and PTNL),
-keyed by our dataset names. UPL/PTNL's zero-shot pass uses it alone.
+A dataset's own template is declared in its spec (``Spec.template``, ``ptnl.data.specs``);
+``template(name)`` returns it. ``TEMPLATES`` is every spec's: CoOp's ``CUSTOM_TEMPLATES``
+(identical in CoOp ``zsclip.py``, UPL and PTNL), keyed by our dataset names, a read-only view of
+``SPECS`` read at each access (a spec added at run time is in it). UPL/PTNL's zero-shot pass uses
+it alone.
 
 ``SIMPLE_TEMPLATES`` are the 7 templates CLIP selected for ImageNet (CoOp's
 ``IMAGENET_TEMPLATES_SELECT``, open_clip's ``SIMPLE_IMAGENET_TEMPLATES``). CoOp's
@@ -9,44 +12,18 @@ keyed by our dataset names. UPL/PTNL's zero-shot pass uses it alone.
 by averaging the L2-normalised text features and normalising again; ``ensemble_templates``
 returns that list (fresh each call: CoOp's ``self.templates +=`` grew a class attribute).
 
-``NOISY_TEMPLATES`` holds the real-noise benchmarks' (``ptnl.data.noisy_sets``), apart from
-``TEMPLATES`` because that one is CoOp's table, one per dataset of ``ptnl.data.specs``:
+``NOISY_TEMPLATES`` holds the real-noise benchmarks' (``ptnl.data.noisy_sets``; their
+``NoisySpec.template``), apart from ``TEMPLATES`` because that one is CoOp's table:
 Food-101N's is Food101's (the same 101 classes), CIFAR's is CoOp's generic "a photo of a {}."
-(CoOp has no CIFAR config).
+(CoOp has no CIFAR config). The toy tasks carry their own (``ptnl.data.toy``).
 """
 
 from __future__ import annotations
 
-TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet.",
-    "Flowers102": "a photo of a {}, a type of flower.",
-    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
-    "DTD": "{} texture.",
-    "EuroSAT": "a centered satellite photo of {}.",
-    "StanfordCars": "a photo of a {}.",
-    "Food101": "a photo of {}, a type of food.",
-    "SUN397": "a photo of a {}.",
-    "Caltech101": "a photo of a {}.",
-    "UCF101": "a photo of a person doing {}.",
-    "ImageNet": "a photo of a {}.",
-}
+from ptnl.data.specs import NOISY_SPECS, SPECS, Column, dataset_names
 
-NOISY_TEMPLATES = {
-    "Food101N": TEMPLATES["Food101"],
-    **{
-        name: "a photo of a {}."
-        for name in (
-            "CIFAR10N-aggre",
-            "CIFAR10N-worse",
-            "CIFAR10N-random1",
-            "CIFAR10N-random2",
-            "CIFAR10N-random3",
-            "CIFAR10N-clean",
-            "CIFAR100N",
-            "CIFAR100N-clean",
-        )
-    },
-}
+TEMPLATES = Column(SPECS, "template")
+NOISY_TEMPLATES = Column(NOISY_SPECS, "template")
 
 SIMPLE_TEMPLATES = (
     "itap of a {}.",
@@ -59,10 +36,17 @@ SIMPLE_TEMPLATES = (
 )
 
 
+def template(dataset: str) -> str:
+    """The hand-crafted template of ``dataset`` (a canonical name in TEMPLATES or NOISY_TEMPLATES):
+    its spec's."""
+    spec = SPECS.get(dataset) or NOISY_SPECS.get(dataset)
+    if spec is None:
+        raise ValueError(f"no template for {dataset!r}; known datasets: {', '.join(dataset_names())}")
+    return spec.template
+
+
 def ensemble_templates(dataset: str) -> list[str]:
     """CoOp's ZeroshotCLIP2 ensemble for ``dataset`` (a name in TEMPLATES or NOISY_TEMPLATES)."""
-    known = {**TEMPLATES, **NOISY_TEMPLATES}
-    if dataset not in known:
-        raise ValueError(f"no template for {dataset!r}; known datasets: {', '.join(known)}")
-    extra = [] if dataset == "ImageNet" else [known[dataset]]
+    own = template(dataset)
+    extra = [] if dataset == "ImageNet" else [own]
     return [*SIMPLE_TEMPLATES, *extra]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptnl.core.paths import cache_dir, weights_dir
-from ptnl.toy.lab import expand_state
+from ptnl.models.toy.lab import expand_state
 
 if TYPE_CHECKING:
     import torch

@@ -33,6 +33,7 @@ from torch import nn
 
 from ptnl.core.paths import weights_dir
 from ptnl.models.checkpoints import is_torchscript, read_state_dict
+from ptnl.models.toy import TOY_BACKBONES
 from ptnl.models.weights import (
     OPENAI_CONFIGS,
     canonical_name,
@@ -41,7 +42,6 @@ from ptnl.models.weights import (
     resolve_weights,
     tag_config,
 )
-from ptnl.toy import TOY_BACKBONES
 
 FORWARD_PRECISIONS = ("fp32", "bf16", "fp16")  # what the frozen towers' forward passes run in
 RANDOM_INIT_SEED = 0  # pretrained=None builds these weights, so "random" names one fixed model
@@ -177,12 +177,12 @@ def load_clip(
     preprocess_cfg: dict[str, Any] = {}
     if name.startswith("toy-") and name not in toys:
         raise ValueError(
-            f"unknown toy backbone {name!r}; known toy backbones: {sorted(toys) or 'none (ptnl.toy is not available)'}"
+            f"unknown toy backbone {name!r}; known toy backbones: {sorted(toys) or 'none (ptnl.models.toy is not available)'}"
         )
     if name not in toys and name not in OPENAI_CONFIGS and name not in set(open_clip.list_models()):
         raise ValueError(
             f"unknown backbone {name!r}: use 'RN50' or 'ViT-B-32' (the paper's), a toy backbone "
-            f"({sorted(toys) or 'ptnl.toy not available'}), or any name in open_clip.list_models()"
+            f"({sorted(toys) or 'ptnl.models.toy not available'}), or any name in open_clip.list_models()"
         )
     w = resolve_weights(name, pretrained)
     weights_id = w.weights_id

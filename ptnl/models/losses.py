@@ -140,6 +140,9 @@ LOSSES: dict[str, tuple[Callable, dict[str, float]]] = {
     "sce": (sce, {"alpha": SCE_ALPHA, "beta": SCE_BETA}),
     "nce_rce": (nce_rce, {"alpha": NCE_RCE_ALPHA, "beta": NCE_RCE_BETA}),
 }
+# How tables and figures name each loss ("prompt tuning (GCE)"): a loss is one entry in each.
+LABELS = {"ce": "CE", "gce": "GCE", "mae": "MAE", "sce": "SCE", "nce_rce": "NCE+RCE"}
+assert set(LABELS) == set(LOSSES)
 
 
 def get_loss(name: str, **params) -> Callable[..., torch.Tensor]:

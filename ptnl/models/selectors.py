@@ -35,6 +35,8 @@ GMM_SETTINGS = {"max_iter": 10, "tol": 1e-2, "reg_covar": 5e-4}  # DivideMix's G
 # NLPrompt's OT: POT's ot.sinkhorn with reg_e 0.01 (its REG_E default), numItermax 1000, stopThr 1e-6.
 OT_REG, OT_MAX_ITER, OT_STOP = 0.01, 1000, 1e-6
 SELECTORS = ("small_loss", "gmm_loss", "ot", "agreement")
+# How tables and figures name each selector.
+LABELS = {"small_loss": "small-loss", "gmm_loss": "GMM on loss", "ot": "OT", "agreement": "agreement"}
 
 
 @dataclass(frozen=True)

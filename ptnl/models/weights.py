@@ -10,8 +10,8 @@
   backbone in ``weights/`` (``weights/RN50.pt``, ``weights/ViT-B-32.safetensors``, ...) if there
   is one, else the ``"openai"`` tag.
 - any other open_clip model name (``open_clip.list_models()``), with an explicit tag or file.
-- the toy backbones of ``ptnl.toy.TOY_BACKBONES`` (a model-config JSON and a safetensors checkpoint
-  each): ``"default"`` is the shipped checkpoint, ``"step<k>"`` a toy lab snapshot (``ptnl.toy.lab``).
+- the toy backbones of ``ptnl.models.toy.TOY_BACKBONES`` (a model-config JSON and a safetensors checkpoint
+  each): ``"default"`` is the shipped checkpoint, ``"step<k>"`` a toy lab snapshot (``ptnl.models.toy.lab``).
 
 ``pretrained`` is an open_clip tag (downloaded to open_clip's cache as open_clip does), a path to
 a local checkpoint (a state dict saved by torch, a ``.safetensors`` file, or OpenAI's original
@@ -36,8 +36,8 @@ from ptnl.models.checkpoints import (
     looks_like_path,
     resolve_checkpoint,
 )
-from ptnl.toy import TOY_BACKBONES
-from ptnl.toy.lab import existing_lab_checkpoint, is_lab_name
+from ptnl.models.toy import TOY_BACKBONES
+from ptnl.models.toy.lab import existing_lab_checkpoint, is_lab_name
 
 if TYPE_CHECKING:
     pass

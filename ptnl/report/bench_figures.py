@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ptnl.models.selectors import LABELS as SELECTOR_LABELS
 from ptnl.report import plots
 from ptnl.report.figures import colors_for, curve, label, panels
 
@@ -91,14 +92,6 @@ def detection_heatmap(t: pd.DataFrame, metric: str = "AUROC", title=None):
         ax.set_title(title)
     fig.tight_layout()
     return fig
-
-
-SELECTOR_LABELS = {
-    "small_loss": "small-loss",
-    "gmm_loss": "GMM on loss",
-    "ot": "OT",
-    "agreement": "agreement",
-}
 
 
 def label_selector(name: str) -> str:

@@ -293,7 +293,7 @@ def grad_ratio_frame(df: pd.DataFrame, label: Callable[[str], str] | None = None
 
 def training_fit_table(df: pd.DataFrame, by: Sequence[str] = ("dataset", "variant")) -> pd.DataFrame:
     """How much of its own training labels each setting ends up predicting (``train_fit_noisy``:
-    its wrong labels, ``train_fit_clean``: its right ones; ``ptnl.train.loop.training_fit``), in
+    its wrong labels, ``train_fit_clean``: its right ones; ``ptnl.train.loop.label_agreement``), in
     percent, mean ± std over seeds. Runs stored before these metrics existed count as missing."""
     df = tidy(df)
     out = None

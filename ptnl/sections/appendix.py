@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ptnl.core.checks import as_list, is_int
+from ptnl.models.losses import LABELS as LOSS_LABELS
 from ptnl.report.claims import best_other, claim
 from ptnl.report.tables import acc
 from ptnl.sections.attribution import sec43_attribution
@@ -87,7 +88,7 @@ def robust_loss_claims(
     s: pd.DataFrame, head: str = "classifier_r", losses: Sequence[str] = ("gce", "sce", "nce_rce")
 ) -> list[dict]:
     """Notebook 08, Figures 8-9. ``head``: the SGD-trained linear head (variants head, head_gce)."""
-    names = {"gce": "GCE", "sce": "SCE", "nce_rce": "NCE+RCE"}
+    names = LOSS_LABELS
     out = [
         claim(
             "GCE improves prompt tuning at 50% noise (Fig. 8)",
@@ -130,5 +131,4 @@ SECTION = Section(
     "08_appendix",
     "Appendix: Tables 6-8, Figures 8-9",
     appendix,
-    claims={"random_prompt": random_prompt_claims, "robust_loss": robust_loss_claims},
 )

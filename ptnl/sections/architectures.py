@@ -158,5 +158,4 @@ SECTION = Section(
     "05_architectures",
     "Section 4.5: context length and backbone (Figure 5, Table 3)",
     sec45_architectures,
-    claims={"context": context_claims, "backbone": backbone_claims},
 )

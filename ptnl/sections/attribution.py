@@ -115,5 +115,4 @@ SECTION = Section(
     "03_robustness_attribution",
     "Section 4.3: class embeddings and learned prompt parts (Tables 1, 2)",
     sec43_attribution,
-    claims={"table1": table1_claims, "table2": table2_claims},
 )

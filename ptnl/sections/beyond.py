@@ -36,7 +36,8 @@ from ptnl.report.claims import claim
 from ptnl.report.tables import ACC_DECIMALS, SEEDS, acc, seed_values, select, summarize, tidy
 from ptnl.sections.common import Section, check_rate, config, shared_fields, unique
 from ptnl.train.config import RunConfig
-from ptnl.train.methods import label, variant
+from ptnl.train.methods import METHODS as METHODS_REGISTRY
+from ptnl.train.methods import label, short, variant
 
 METHODS = (
     ("prompt", "ce"),
@@ -50,20 +51,10 @@ METHODS = (
 SELECTOR_METHODS = ("select_zeroshot", "select_prompt")
 PROTOCOLS = ("symmetric", "ptnl", "nlprompt_sym", "nlprompt_asym", "instance")
 CLEAN_KIND = "symmetric"  # the clean run of each method: ptnl's few-shot set at rate 0
-IN_METHOD = {
-    "nlprompt": "OT (in NLPrompt)",
-    "nlprompt_ot_ce": "OT (in PromptOT + CE)",
-    "joapr": "GMM (in JoAPR)",
-}
+# The learners that select clean samples inside their own training: "<selector> (in <method>)".
+IN_METHOD = {n: f"{m.selector} (in {m.label})" for n, m in METHODS_REGISTRY.items() if m.selector}
 DETECTION = ("noise_precision", "noise_recall", "noise_auroc")
 HIGH = 0.5
-SHORT = {
-    "prompt": "CoOp CE",
-    "prompt_gce": "CoOp GCE",
-    "nlprompt": "NLPrompt",
-    "nlprompt_mae": "PromptMAE",
-    "joapr": "JoAPR",
-}
 
 
 def bench_runs(
@@ -292,7 +283,7 @@ def beyond_claims(s: pd.DataFrame, high: float = HIGH) -> list[dict]:
         """A claim that variant ``a`` is more accurate than ``b`` at the high rate of ``kind``."""
         return claim(
             text,
-            f"acc({SHORT[a]}) - acc({SHORT[b]}), {kind} {pct}",
+            f"acc({short(a)}) - acc({short(b)}), {kind} {pct}",
             lambda s: gap(s, a, b, kind),
             0.0,
             on_paper=False,
@@ -362,5 +353,4 @@ SECTION = Section(
     "10_beyond",
     "Beyond the paper: the noisy-label prompt-learning bench (NLPrompt, JoAPR, noise protocols)",
     bench_runs,
-    claims={"bench": beyond_claims},
 )

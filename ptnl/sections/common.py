@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,18 +35,16 @@ import pandas as pd
 from ptnl.core import paths
 from ptnl.core.checks import as_list, is_fraction
 from ptnl.data import disk_status, on_disk
-from ptnl.models.losses import GCE_Q
 from ptnl.models.visual import imagenet_resnet50_on_disk
 from ptnl.models.weights import canonical_name, known_backbones, looks_like_path, weights_available
-from ptnl.train import engine, store
+from ptnl.train import engine, methods, store
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
 from ptnl.train.loop import batched_logits
-from ptnl.train.methods import METHODS, UNTRAINED_METHODS, variant
-from ptnl.train.trainers import init_module
+from ptnl.train.methods import UNTRAINED_METHODS, variant
 
 HIGH_NOISE = 0.5  # the rate Sections 4.4 and 4.6 study, and the "50% noise" of every claim
-LINEAR_PROBE_FEATURE_MODE = METHODS["linear_probe"].feature_mode
+LINEAR_PROBE_FEATURE_MODE = methods.get("linear_probe").feature_mode
 # The linear probe (sklearn L-BFGS) minimises cross-entropy only and has no per-epoch gradients.
 # Where the paper trains a linear probe with GCE (Figure 2, 8) or measures its gradients (Figure 4)
 # we use a linear head on the image features trained by SGD with the prompt-tuning recipe: the
@@ -69,19 +67,9 @@ def config(
     feature_mode: str = "views",
     **fields,
 ) -> RunConfig:
-    """One run with the section-independent choices of the module docstring applied."""
-    fields = dict(fields)
-    if loss == "gce":
-        fields.setdefault("loss_params", {"q": GCE_Q})
-    registered = METHODS.get(method)
-    if registered is not None and registered.feature_mode is not None:
-        feature_mode = registered.feature_mode
-    if method in UNTRAINED_METHODS:
-        noise_rate, loss = 0.0, "ce"
-        fields.pop("loss_params", None)
-        if method == "zeroshot":
-            seed = 1
-    return RunConfig(
+    """One run with the choices its method's family makes for every section applied
+    (``ptnl.train.methods.policy``)."""
+    fields = dict(
         dataset=dataset,
         backbone=backbone,
         method=method,
@@ -93,6 +81,7 @@ def config(
         feature_mode=feature_mode,
         **fields,
     )
+    return RunConfig(**(methods.policy(method, fields) if method in methods.METHODS else fields))
 
 
 def check_backbone_name(name: str) -> None:
@@ -187,17 +176,11 @@ def check_rate(rate, name="noise_rate"):
 # ---------------------------------------------------------------------------- reading back
 
 
-def results(configs: Sequence[RunConfig], experiment: str):
-    """The finished runs among ``configs`` as ``store.collect`` rows, plus a ``variant`` column.
-
-    The experiment folder may hold other notebooks' runs; only these configs' rows come back.
-    """
-    ids = {c.run_id for c in configs}
-    try:
-        df = store.collect(experiment)
-    except FileNotFoundError:
-        df = pd.DataFrame(columns=["run_id", *RunConfig.__dataclass_fields__])
-    df = df[df["run_id"].isin(ids)].reset_index(drop=True)
+def results(configs: Sequence[RunConfig], experiment: str, metrics: Sequence[dict] | None = None):
+    """The finished runs among ``configs`` as ``store.collect`` rows, plus a ``variant`` column:
+    from ``metrics`` (what ``sweep`` returned for them) where given, else read from the store.
+    Only these configs' runs are read, whatever else the experiment folder holds."""
+    df = store.rows(configs, experiment, metrics)
     df["variant"] = [variant(m, loss) for m, loss in zip(df["method"], df["loss"])]
     return df
 
@@ -210,7 +193,7 @@ def confusion_matrix(config: RunConfig, device=None):
             f"confusion_matrix needs an untrained method (zeroshot, random_prompt), got {config.method!r}"
         )
     r = engine.prepare(config, device)
-    module = init_module(config, r.bundle, r.dataset, r.device)
+    module = methods.init_module(methods.get(config.method), config, r.bundle, r.dataset, r.device)
     feats = F.test_features(r)
     batches = batched_logits(module, feats, r.device, r.precision, batch=None)  # one matmul
     pred = np.concatenate([z.argmax(-1).cpu().numpy() for _, z in batches] or [np.zeros(0, np.int64)])
@@ -221,13 +204,9 @@ def confusion_matrix(config: RunConfig, device=None):
 
 
 def status(configs: Sequence, experiment: str) -> dict:
-    """Counts of runs, done and pending, and what is missing on disk for the pending ones.
-
-    ``configs`` are RunConfigs or UPLConfigs (whose data and weights are those of their ``prompt``)."""
+    """Counts of runs, done and pending, and what is missing on disk for the pending ones."""
     done = sum(store.is_done(c, experiment) for c in configs)
     pending = [c for c in configs if not store.is_done(c, experiment)]
-    configs = [getattr(c, "prompt", c) for c in configs]
-    pending = [getattr(c, "prompt", c) for c in pending]
     return {
         "runs": len(configs),
         "done": done,
@@ -284,13 +263,11 @@ class Section:
     ``runs`` is the grid function (the notebook's parameters in, its runs out); ``describe`` says
     what a sweep of them will do and ``results`` reads their finished runs back; ``stored`` turns
     the grid into the configs the run store holds where those differ from the grid's items
-    (Section 5: its zero-shot runs and every ensemble member); ``claims`` names the section's
-    claims functions."""
+    (Section 5: its zero-shot runs and every ensemble member)."""
 
     stem: str  # the notebook's file stem, e.g. "03_robustness_attribution"
     title: str  # the part of the paper it reproduces
     runs: Callable[..., list]
-    claims: Mapping[str, Callable] = field(default_factory=dict)
     describe: Callable[[Sequence, str], str] = describe
     results: Callable[[Sequence, str], pd.DataFrame] = results
     stored: Callable[[list], list] | None = None  # None: the grid's items themselves

@@ -127,5 +127,4 @@ SECTION = Section(
     "06_correlated_noise",
     "Section 4.6: correlated noise (Figure 6, Table 4)",
     sec46_correlated,
-    claims={"sec46": sec46_claims},
 )

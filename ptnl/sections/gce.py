@@ -142,5 +142,4 @@ SECTION = Section(
     "01_prompt_tuning_gce",
     "Section 3: prompt tuning with GCE",
     sec3_gce,
-    claims={"loss_math": loss_math_checks, "gce": gce_claims},
 )

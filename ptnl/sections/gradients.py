@@ -72,5 +72,4 @@ SECTION = Section(
     "04_noisy_gradients",
     "Section 4.4: noisy-to-clean gradient norms (Figure 4)",
     sec44_gradients,
-    claims={"sec44": sec44_claims},
 )

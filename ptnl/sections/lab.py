@@ -4,10 +4,10 @@ The paper answers its "why" with two factors that real CLIP cannot vary: the fix
 tokens, and a strong pretrained image-text embedding. The toy world can vary both, and the ways
 the toy tasks differ from the paper's datasets too. Each cell of the lab's grid is
 
-- a task ``toy-objects-<C>`` of C = 8 .. 64 classes (nested colour-shape objects, ``ptnl.toy.tasks``),
+- a task ``toy-objects-<C>`` of C = 8 .. 64 classes (nested colour-shape objects, ``ptnl.data.toy.tasks``),
 - ``shots`` images per class,
 - a checkpoint of toy-rn's shipped pretraining recipe: ``"default"`` (all 6000 steps) or an
-  early snapshot ``"step<k>"`` (``ptnl.toy.lab``), the embedding's strength,
+  early snapshot ``"step<k>"`` (``ptnl.models.toy.lab``), the embedding's strength,
 - the softmax temperature the heads train at (None: the checkpoint's calibrated one),
 
 and in each cell two heads learn from the same few-shot sets at 0 % and 50 % symmetric noise:
@@ -24,17 +24,18 @@ import numpy as np
 import pandas as pd
 
 from ptnl.core.checks import as_list
+from ptnl.data.toy import OBJECTS_CLASS_COUNTS
+from ptnl.models.toy import TOY_BACKBONES
 from ptnl.models.weights import canonical_name
 from ptnl.report.claims import claim
 from ptnl.report.tables import SEEDS, SeedValues
 from ptnl.sections.common import Section, config, unique
-from ptnl.toy import OBJECTS_CLASS_COUNTS, TOY_BACKBONES
 from ptnl.train.config import RunConfig
 
 NAMES = {"fixed": "prompt", "learned": "cls_tuning"}  # class-name tokens -> the method that trains them
 REFERENCE = "classifier_r"  # the paper's free linear head: the drop every ratio is taken against
 PAPER_REGIME = (37, 16)  # the paper's datasets: 37 to 1000 classes, 16 shots
-SHIPPED_STEPS = 6000  # "default" is the full recipe (ptnl.toy.pretrain.STEPS["toy-rn"])
+SHIPPED_STEPS = 6000  # "default" is the full recipe (ptnl.tools.toy.pretrain.STEPS["toy-rn"])
 N_BOOT = 2000
 LEVEL = 0.95
 CELL = ("n_classes", "shots", "checkpoint", "temperature")
@@ -388,7 +389,6 @@ SECTION = Section(
     "09_toy_lab",
     "The toy lab (beyond the paper): classes, shots, embedding strength, class names, temperature",
     lab_runs,
-    claims={"lab": lab_claims},
 )
 
 

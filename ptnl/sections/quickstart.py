@@ -56,5 +56,4 @@ SECTION = Section(
     "00_quickstart",
     "Quickstart: prompt tuning on clean and noisy labels vs zero-shot CLIP",
     quickstart,
-    claims={"quickstart": quickstart_claims},
 )

@@ -118,5 +118,4 @@ SECTION = Section(
     "02_noise_robustness",
     "Section 4.2: robustness to noisy labels (Figures 1, 2)",
     sec42_robustness,
-    claims={"sec42": sec42_claims},
 )

@@ -1,9 +1,9 @@
 """Section 5 (notebook 07): unsupervised prompt tuning, UPL and Robust UPL: the run grid, its
 evaluation, Table 5 and the claims.
 
-The grid is one ``Ensemble`` per (dataset, method, repeat) (``ptnl.train.upl``: its members, their
-training and the ensemble's prediction); ``run`` trains what is missing and evaluates every
-ensemble beside zero-shot CLIP, Table 5's 0-Shot column.
+The grid is one ``Ensemble`` per (dataset, method, repeat) (``ptnl.train.ensemble``: its members,
+ordinary prompt-tuning runs on pseudo-labels, and the ensemble's prediction); ``run`` sweeps what
+is missing and evaluates every ensemble beside zero-shot CLIP, Table 5's 0-Shot column.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from ptnl.report.claims import claim
 from ptnl.report.tables import SEEDS, acc, fmt, seed_values
 from ptnl.sections.common import Section, pretrained_for
 from ptnl.sections.common import config as run_config
-from ptnl.train import engine
 from ptnl.train.config import RunConfig
-from ptnl.train.upl import (
-    METHODS,
+from ptnl.train.ensemble import (
     PAPER_N_PROMPTS,
     Ensemble,
     config,
@@ -33,8 +31,9 @@ from ptnl.train.upl import (
     is_done,
     member_seeds,
     members,
-    train,
 )
+from ptnl.train.methods import ENSEMBLE_METHODS
+from ptnl.train.sweep import sweep
 
 
 def sec5_unsupervised(
@@ -45,7 +44,7 @@ def sec5_unsupervised(
     epochs: int = 50,
     shots: int = 16,
     fill: str = "all",
-    methods: Sequence[str] = tuple(METHODS),
+    methods: Sequence[str] = tuple(ENSEMBLE_METHODS),
     feature_mode: str = "views",
     pretrained="default",
 ) -> list[Ensemble]:
@@ -84,12 +83,12 @@ def describe(ensembles: Sequence[Ensemble], experiment: str) -> str:
     """What ``run`` will do: ensembles, member runs done / to run, and what is missing on disk."""
     ms = members(ensembles)
     done = sum(is_done(c, experiment) for c in ms)
-    pending = [c.prompt for c in ms if not is_done(c, experiment)]
+    pending = [c for c in ms if not is_done(c, experiment)]
     lines = [
         f"{len(ensembles)} ensembles ({len(ms)} member runs) in experiment {experiment!r}: {done} done, "
         f"{len(ms) - done} to run",
-        f"  backbones: {', '.join(sorted({c.prompt.backbone for c in ms}))}; "
-        f"datasets: {', '.join(dict.fromkeys(c.prompt.dataset for c in ms))}",
+        f"  backbones: {', '.join(sorted({c.backbone for c in ms}))}; "
+        f"datasets: {', '.join(dict.fromkeys(c.dataset for c in ms))}",
     ]
     missing_d = sorted({p.dataset for p in pending if not on_disk(p.dataset)})
     missing_w = sorted(
@@ -106,7 +105,7 @@ def zeroshot_configs(ensembles: Iterable[Ensemble]) -> list[RunConfig]:
     """The zero-shot run (engine method "zeroshot") of each dataset/backbone: Table 5's 0-Shot column."""
     seen = {}
     for e in ensembles:
-        p = e.members[0].prompt
+        p = e.members[0]
         c = run_config(
             p.dataset,
             p.backbone,
@@ -130,8 +129,8 @@ def ensemble_rows(ensembles: Sequence[Ensemble], experiment: str, device=None) -
         p = e.members[0]
         rows.append(
             {
-                "dataset": p.prompt.dataset,
-                "backbone": p.prompt.backbone,
+                "dataset": p.dataset,
+                "backbone": p.backbone,
                 "variant": e.method,
                 "repeat": e.repeat,
                 "n_prompts": r["n_prompts"],
@@ -158,10 +157,19 @@ def run(
     progress: bool = False,
     workers: int = 1,
 ) -> pd.DataFrame:
-    """Train what is missing (members, in ``workers`` processes, and the zero-shot runs) and
-    evaluate every ensemble; the zero-shot test accuracy comes back as rows of variant "zeroshot"."""
-    train(members(ensembles), experiment, device, group_size, progress, workers)
-    zs = [engine.run(c, experiment, device) for c in zeroshot_configs(ensembles)]
+    """Sweep what is missing (the zero-shot runs and every member, ``group_size`` members of an
+    ensemble trained together, in ``workers`` processes) and evaluate every ensemble; the
+    zero-shot test accuracy comes back as rows of variant "zeroshot"."""
+    zcs = zeroshot_configs(ensembles)
+    done = sweep(
+        zcs + members(ensembles),
+        experiment,
+        group_size=group_size,
+        device=device,
+        progress=progress,
+        workers=workers,
+    )
+    zs = done[: len(zcs)]
     df = ensemble_rows(ensembles, experiment, device)
     zrows = [
         {
@@ -171,7 +179,7 @@ def run(
             "repeat": 1,
             "acc": 100 * m["test_acc"],
         }
-        for c, m in zip(zeroshot_configs(ensembles), zs)
+        for c, m in zip(zcs, zs)
     ]
     out = pd.concat([pd.DataFrame(zrows), df], ignore_index=True)
     counts = ["n_prompts", "n_train", "n_unique", "n_classes", "n_short_classes", "n_empty_classes"]
@@ -375,7 +383,6 @@ SECTION = Section(
     "07_unsupervised",
     "Section 5: unsupervised prompt tuning, UPL and Robust UPL (Table 5)",
     sec5_unsupervised,
-    claims={"sec5": claims_specs},
     describe=describe,
     results=ensemble_rows,
     stored=stored_configs,

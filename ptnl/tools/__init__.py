@@ -1,1 +1,1 @@
-"""The top layer: the one CLI (python -m ptnl), the notebook runner, benchmarks, the GPU check, toy-CLIP fidelity."""
+"""The top layer: the one CLI (python -m ptnl), the notebook runner, the speed benchmark, the GPU check, toy-CLIP fidelity."""

@@ -26,9 +26,9 @@ read as YAML scalars (``0.5``, ``true``, ``null``), dotted keys reach into dicts
 training set and labels, which ``--noise-kind manifest --noise-file FILE`` trains on again.
 
 The other subcommands: ``plan`` (what a parameter set's notebooks will run), ``notebooks run|refs``
-(``ptnl.tools.notebooks``), ``bench`` (``ptnl.tools.bench``), ``gpu-check``
+(``ptnl.tools.notebooks``), ``bench`` (the speed and memory benchmark, ``ptnl.tools.speed``), ``gpu-check``
 (``ptnl.tools.gpucheck``), ``fidelity`` (``ptnl.tools.fidelity``) and ``toy pretrain|sanity``
-(``ptnl.toy.pretrain``, ``ptnl.toy.sanity``, ``ptnl.toy.snapshots``). Each of those modules declares its own flags
+(``ptnl.tools.toy.pretrain``, ``ptnl.tools.toy.sanity``, ``ptnl.tools.toy.snapshots``). Each of those modules declares its own flags
 (``add_arguments(parser)``) and runs them (``command(args)``, the exit status).
 """
 
@@ -44,10 +44,11 @@ import pandas as pd
 import yaml
 
 from ptnl.data.noise import CONFUSION_FROM
+from ptnl.data.specs import DATASETS
 from ptnl.report import stats, tables
-from ptnl.tools import bench, docs, fidelity, gpucheck, notebooks, shipped
+from ptnl.tools import docs, fidelity, gpucheck, notebooks, shipped, speed
 from ptnl.tools.plan import plan
-from ptnl.toy import pretrain, sanity, snapshots
+from ptnl.tools.toy import pretrain, sanity, snapshots
 from ptnl.train import engine
 from ptnl.train.config import (
     CLASS_TOKEN_POSITIONS,
@@ -55,7 +56,6 @@ from ptnl.train.config import (
     LOSSES,
     NOISE_KINDS,
     PRECISIONS,
-    REAL_DATASETS,
     RunConfig,
 )
 from ptnl.train.methods import RUN_METHODS
@@ -67,7 +67,7 @@ TOOLS = (
     ("notebooks", notebooks, "execute the notebooks (run), or in place against the shipped results (refs)"),
     ("shipped", shipped, "compare a store with the shipped toy results (compare), or replace them (update)"),
     ("docs", docs, "write docs/results.md and the README's claims table from the committed notebooks"),
-    ("bench", bench, "speed benchmarks against a plain CoOp step (build/bench.json)"),
+    ("bench", speed, "speed and memory benchmark against a plain CoOp step (build/bench.json)"),
     ("gpu-check", gpucheck, "GPU readiness with random RN50/ViT-B/32 weights (build/gpucheck.json)"),
     ("fidelity", fidelity, "how much a CLIP looks like OpenAI's where prompt tuning under noise cares"),
 )
@@ -91,7 +91,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 # Help for the config flags: what a field takes, where a plain default says too little.
 FIELD_HELP = {
-    "dataset": "a CoOp dataset (" + ", ".join(REAL_DATASETS) + ") or a toy-* dataset",
+    "dataset": "a CoOp dataset (" + ", ".join(DATASETS) + ") or a toy-* dataset",
     "pretrained": '"default", "openai", a checkpoint file, or null for random weights',
     "loss_params": "JSON, e.g. '{\"q\": 0.7}'",
     "ctx_init": "a hand-crafted context to start from, or null for a random one",

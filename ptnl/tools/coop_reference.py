@@ -2,7 +2,7 @@
 
 ``CoOpReference`` is CoOp's CustomCLIP (trainers/coop.py): prompts at the full context length, the
 whole text tower over all classes every step, the image tower on the batch every step; and
-``reference_fit`` trains it with the run's recipe, crops and data order, so ``ptnl.tools.bench``
+``reference_fit`` trains it with the run's recipe, crops and data order, so ``ptnl.tools.speed``
 can time ptnl's engine against it and check that ``exact`` mode reaches the same numbers.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ptnl.train import features as F
-from ptnl.train.config import lr_at_epoch
+from ptnl.train.optim import lr_at_epoch
 
 
 class CoOpReference(torch.nn.Module):

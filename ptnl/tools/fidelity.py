@@ -51,7 +51,7 @@ from ptnl.models.heads import ZeroShotCLIP
 from ptnl.train import engine
 from ptnl.train.config import RunConfig
 from ptnl.train.features import test_features
-from ptnl.train.loop import evaluate
+from ptnl.train.loop import accuracy
 
 EXPERIMENT = "fidelity"  # the run store's folder for the fit runs
 CTX_INIT_STD = 0.02  # CoOp / PTNL: random context vectors are N(0, 0.02) per entry
@@ -153,7 +153,7 @@ def measure(
         "feature_mean_cosine": mean_pairwise_cosine(img),
         "modality_gap": float((F.normalize(img, dim=-1).mean(0) - txt.mean(0)).norm()),
         "class_text_mean_cosine": mean_pairwise_cosine(txt),
-        "zero_shot_acc": evaluate(zero_shot, img, ds.test.labels, r.device, r.precision),
+        "zero_shot_acc": accuracy(zero_shot, img, ds.test.labels, r.device, r.precision),
         "zero_shot_ece": expected_calibration_error(
             zero_shot(img.to(r.device)).float().softmax(1).cpu(), ds.test.labels
         ),

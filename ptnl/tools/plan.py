@@ -108,7 +108,7 @@ def plan(param_set="paper", overrides: dict | None = None, file=None) -> list[di
 # at every step), SGD steps for linear heads, 1 for the rest. Runs that record per-sample
 # gradients (grad_ratio, notebook 04) cost more per step and are left out of the fit.
 def _is_toy(c) -> bool:
-    return getattr(c, "prompt", c).backbone.startswith("toy-")
+    return c.backbone.startswith("toy-")
 
 
 def _work(c) -> float | None:
@@ -119,9 +119,9 @@ def _work(c) -> float | None:
     if n_classes is None:
         return None
     steps = max(n_classes * c.shots // c.batch_size, 1) * c.epochs
-    if m.module == "prompt":
+    if m.family.work == "text":  # every step runs the text tower over all classes
         return float(n_classes * steps)
-    if m.module == "linear_head":
+    if m.family.work == "head":
         return float(steps)
     return 1.0
 
@@ -144,7 +144,6 @@ def cost_model(root: Path | None = None) -> dict[str, tuple[float, float, int]]:
     import numpy as np
 
     from ptnl.train.config import RunConfig
-    from ptnl.train.upl import UPLConfig
 
     root = root or paths.shipped_results_dir()
     data: dict[str, list[tuple[float, float]]] = {}
@@ -152,9 +151,7 @@ def cost_model(root: Path | None = None) -> dict[str, tuple[float, float, int]]:
         if not (d / store.DONE_FILE).is_file():
             continue
         d_ = json.loads((d / store.CONFIG_FILE).read_text())
-        c = (
-            UPLConfig.from_dict(d_).prompt if "selection" in d_ else RunConfig.from_dict(d_)
-        )  # UPL: prompt tuning
+        c = RunConfig.from_dict(d_)
         work = _work(c)
         if work is not None and not c.grad_ratio:  # per-sample gradients: another cost, rare
             seconds = json.loads((d / store.METRICS_FILE).read_text())["seconds"]

@@ -26,13 +26,13 @@ import sys
 from pathlib import Path
 
 from ptnl.core import paths
+from ptnl.data.labels import PSEUDO_KINDS
 from ptnl.report import claims
 from ptnl.sections import SECTIONS, build
 from ptnl.tools import docs, notebooks
 from ptnl.tools.plan import notebook_params
-from ptnl.train import store
+from ptnl.train import ensemble, store
 from ptnl.train.config import RunConfig, identity_part
-from ptnl.train.upl import UPLConfig
 
 SHIPPED_SET = "toy"  # params/toy.yaml
 # How long, where, with which kernels and beside how many others a run trained: provenance, not
@@ -104,12 +104,12 @@ def classify(theirs: dict, ours: dict) -> tuple[str, str]:
     return "moved", what
 
 
-def config_from_dict(d: dict) -> RunConfig | UPLConfig:
-    """The config a stored ``config.json`` holds: a UPL member's has a ``selection``."""
-    return UPLConfig.from_dict(d) if "selection" in d else RunConfig.from_dict(d)
+def config_from_dict(d: dict) -> RunConfig:
+    """The config a stored ``config.json`` holds."""
+    return RunConfig.from_dict(d)
 
 
-def planned(param_set: str = SHIPPED_SET) -> dict[str, RunConfig | UPLConfig]:
+def planned(param_set: str = SHIPPED_SET) -> dict[str, RunConfig]:
     """Every run the notebooks of ``param_set`` read, by run id (a run two notebooks share once)."""
     out = {}
     for nb in notebooks.committed_notebooks():
@@ -128,7 +128,10 @@ def _finished(root: Path) -> dict[str, Path]:
 def _method(run: Path) -> str:
     record = json.loads((run / store.CONFIG_FILE).read_text())
     try:
-        return config_from_dict(record).method  # a UPL member's method is its selection's
+        c = config_from_dict(record)
+        return (
+            ensemble.method_of(c) if c.noise_kind in PSEUDO_KINDS else c.method
+        )  # a UPL member's: its ensemble's
     except (ValueError, TypeError):
         return str(record.get("method", "?"))
 

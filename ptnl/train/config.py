@@ -24,41 +24,24 @@ from typing import Any
 
 from ptnl.core.checks import choice, is_number
 from ptnl.data import identity as data_identity
-from ptnl.data.manifest import MANIFEST_KIND, manifest_digest
-from ptnl.data.noise import CONFUSION_FROM
-from ptnl.data.noise import KINDS as RELABEL_KINDS
-from ptnl.data.noisy_sets import NOISY_DATASETS
-from ptnl.data.protocols import PROTOCOL_KINDS
+from ptnl.data import labels as label_sources
+from ptnl.data.manifest import manifest_digest
+from ptnl.data.specs import dataset_names
 from ptnl.models import losses
 from ptnl.models.clip import FORWARD_PRECISIONS
 from ptnl.models.weights import local_weights_identity, weights_identity
 from ptnl.train import methods
-from ptnl.train.methods import RUN_METHODS
 
 LOSSES = tuple(losses.LOSSES)
-# ptnl's relabelling of a drawn few-shot set (ptnl.data.noise), the other code bases' protocols
-# (ptnl.data.protocols), and labels read from a noise manifest file (ptnl.data.manifest).
-NOISE_KINDS = (*RELABEL_KINDS, *PROTOCOL_KINDS, MANIFEST_KIND)
+# Every way of making a run's training set and labels (ptnl.data.labels): relabelling a K-shot
+# draw, the other code bases' protocols, a noise manifest file, zero-shot pseudo-labels.
+NOISE_KINDS = tuple(label_sources.KINDS)
 FEATURE_MODES = ("exact", "views", "center")
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 # "coop-fp16" is CoOp's PREC=fp16 arithmetic (its trainers/coop.py): every trained parameter and
 # SGD's momentum live in fp16 and each update is rounded to fp16 (forward: fp16 autocast on the
 # GPU, fp32 on the CPU). The others keep fp32 master weights and only change the forward pass.
 PRECISIONS = ("auto", *FORWARD_PRECISIONS, "coop-fp16")
-# CoOp's dataset names; "toy-*" names belong to the toy world (ptnl.toy).
-REAL_DATASETS = (
-    "OxfordPets",
-    "Flowers102",
-    "Food101",
-    "DTD",
-    "FGVCAircraft",
-    "Caltech101",
-    "StanfordCars",
-    "UCF101",
-    "EuroSAT",
-    "SUN397",
-    "ImageNet",
-)
 
 
 @dataclass(frozen=True)
@@ -99,6 +82,11 @@ class RunConfig:
     # method="visual_ft" on a real backbone: the ImageNet ResNet-50's state-dict file; None =
     # torchvision's IMAGENET1K_V1 in torch's cache. Hashed by its tensors, not its path.
     visual_weights: str | None = None
+    # noise_kind="pseudo_topk" / "pseudo_random" (UPL's members): classes predicted fewer than K
+    # times ("all": take them all, "replace": top up to K) and the selection's seed (None = seed;
+    # an ensemble's members share one selection and differ in seed).
+    fill: str = "all"
+    selection_seed: int | None = None
 
     def __post_init__(self):
         # Coerce the loose types YAML and JSON give us (0 for 0.0) so equal runs hash equally.
@@ -153,6 +141,19 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
     # -- resolved values --------------------------------------------------------------------------
+    def label_request(self) -> label_sources.LabelRequest:
+        """What ``ptnl.data.labels`` makes this run's training set and labels from."""
+        return label_sources.LabelRequest(
+            self.noise_kind,
+            self.shots,
+            self.noise_rate,
+            self.seed,
+            self.confusion_from,
+            self.noise_file,
+            self.fill,
+            self.selection_seed,
+        )
+
     @property
     def views_per_image(self) -> int:
         return self.epochs if self.n_views is None else self.n_views
@@ -164,7 +165,15 @@ class RunConfig:
 
 _FIELDS = dataclasses.fields(RunConfig)
 _FIELD_NAMES = tuple(f.name for f in _FIELDS)
-_OPTIONAL = {"pretrained", "ctx_init", "n_views", "temperature", "noise_file", "visual_weights"}
+_OPTIONAL = {
+    "pretrained",
+    "ctx_init",
+    "n_views",
+    "temperature",
+    "noise_file",
+    "visual_weights",
+    "selection_seed",
+}
 # Fields that name a file: the run id hashes what the file holds (``run_identity``), never the
 # name, so a weights file converted to .safetensors, or moved, keeps its runs.
 NAMED_BY_CONTENT = ("pretrained", "noise_file", "visual_weights")
@@ -205,6 +214,8 @@ _FIELD_TYPES = {
     "temperature": float,
     "noise_file": str,
     "visual_weights": str,
+    "fill": str,
+    "selection_seed": int,
 }
 assert set(_FIELD_TYPES) == set(_FIELD_NAMES)
 
@@ -220,27 +231,16 @@ def _coerce(name, value, typ):
 
 
 def _validate(c: RunConfig) -> None:
-    choice("method", c.method, RUN_METHODS)
+    choice("method", c.method, methods.RUN_METHODS)
     choice("loss", c.loss, LOSSES)
     choice("noise_kind", c.noise_kind, NOISE_KINDS)
-    choice("confusion_from", c.confusion_from, CONFUSION_FROM)
-    if c.confusion_from != "matrix" and c.noise_kind != "confusion":
-        raise ValueError(
-            f"confusion_from={c.confusion_from!r} only applies to noise_kind='confusion' "
-            f"(got noise_kind={c.noise_kind!r}); leave it at 'matrix'"
-        )
-    if (c.noise_kind == MANIFEST_KIND) != (c.noise_file is not None):
-        raise ValueError(
-            "noise_kind='manifest' and noise_file go together: set noise_file to the manifest's path "
-            "(export one with `python -m ptnl noise export`), or leave noise_file at None"
-        )
-    if c.noise_kind == MANIFEST_KIND and c.noise_rate != 0.0:
-        raise ValueError("a manifest run's labels come from its file: leave noise_rate at 0.0")
+    label_sources.check(c.label_request())  # the label kind's own settings
     choice("feature_mode", c.feature_mode, FEATURE_MODES)
     choice("class_token_position", c.class_token_position, CLASS_TOKEN_POSITIONS)
     choice("precision", c.precision, PRECISIONS)
     if not c.dataset.startswith("toy-"):
-        choice("dataset", c.dataset, REAL_DATASETS + NOISY_DATASETS + ("toy-<task>",))
+        # the datasets' specs (ptnl.data.specs); "toy-*" names belong to the toy world (ptnl.data.toy)
+        choice("dataset", c.dataset, (*dataset_names(), "toy-<task>"))
     if not 0.0 <= c.noise_rate < 1.0 or math.isnan(c.noise_rate):
         raise ValueError(f"noise_rate must be in [0, 1), got {c.noise_rate} (0.5 = half the labels flipped)")
     for name in ("shots", "epochs", "batch_size"):
@@ -251,8 +251,7 @@ def _validate(c: RunConfig) -> None:
     if c.n_ctx < 0:
         raise ValueError(f"n_ctx must be >= 0 (0 = class name only, the paper's Ctx-0), got {c.n_ctx}")
     method = methods.get(c.method)
-    if method.check is not None:  # the method's own rules (ptnl.train.methods)
-        method.check(c)
+    method.family.check(method, c)  # the method's own rules (its family's module in ptnl.train.methods)
     if c.n_views is not None and c.n_views < 1:
         raise ValueError(f"n_views must be >= 1 or None (one view per epoch), got {c.n_views}")
     if not 0 <= c.warmup_epochs <= c.epochs:
@@ -271,7 +270,7 @@ def _validate(c: RunConfig) -> None:
     if c.temperature is not None:
         if not (math.isfinite(c.temperature) and c.temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0 (CLIP's is 100), got {c.temperature}")
-        if method.module is None:
+        if not method.family.scales_logits:
             raise ValueError(
                 f"temperature scales the cosine logits of CLIP-style heads; {c.method!r} has its own "
                 "head and ignores it: leave temperature at None"
@@ -303,18 +302,3 @@ def run_identity(canonical_json: str, backbone: str, pretrained, dataset: str, *
     """
     key = "\n".join([canonical_json, weights_identity(backbone, pretrained), data_identity(dataset), *extra])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def lr_at_epoch(config: RunConfig, epoch: int) -> float:
-    """Learning rate of 1-based ``epoch``: Dassl's ConstantWarmupScheduler around CosineAnnealingLR.
-
-    Warm-up epochs run at ``warmup_lr``; after them the cosine (T_max = epochs) starts at ``lr``,
-    shifted by the warm-up, and is stepped once per epoch. With the defaults: epoch 1 = 1e-5,
-    epoch e >= 2 = 1e-3 * (1 + cos(pi * (e - 2) / 50)), epoch 50 ~ 7.9e-6 (CoOp issue #26's log).
-    """
-    if not 1 <= epoch <= config.epochs:
-        raise ValueError(f"epoch must be in [1, {config.epochs}], got {epoch}")
-    if epoch <= config.warmup_epochs:
-        return config.warmup_lr
-    t = epoch - 1 - config.warmup_epochs
-    return 0.5 * config.lr * (1.0 + math.cos(math.pi * t / config.epochs))

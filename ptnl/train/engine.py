@@ -1,12 +1,12 @@
 """Train and evaluate one run (or a batched group of prompt-tuning runs) from a RunConfig.
 
 Data flow of one run:
-    get_dataset -> fewshot_indices(train labels, shots, seed) -> add_noise (or another label
-    source: ``ptnl.train.labels``, the protocols of ``ptnl.data.protocols``, a noise manifest, a
-    dataset's own noisy labels; ``draw_images`` and ``relabel``) -> load_clip -> image features (``ptnl.train.features``: cache
-    of train views / centre crops and test centre crops, or online in ``exact`` mode) -> the
-    method's trainer (``ptnl.train.trainers``, picked by the method registry) -> metrics
-    -> the run store (``run``, ``run_group``: claimed, written whole once they succeed).
+    get_dataset -> its training set and labels (``ptnl.data.labels.training_set``: the label
+    kind draws the images and labels them, reading zero-shot scores through ``scores.Scorer``
+    where it needs them) -> load_clip -> the method's family (``ptnl.train.methods``) trains and
+    scores it on image features (``ptnl.train.features``: cache of train views / centre crops and
+    test centre crops, or online in ``exact`` mode) -> metrics -> the run store (``run``,
+    ``run_group``: claimed, written whole once they succeed).
 
 The few-shot draw and the noise use ptnl.data's own random streams of the run's seed, the
 trainers the streams ``features.generator`` derives from it by name; so runs that differ only in
@@ -23,50 +23,25 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 import ptnl
 from ptnl.core import numerics
-from ptnl.data import check_images, fewshot_indices
-from ptnl.data.manifest import MANIFEST_KIND, read_manifest, write_manifest
-from ptnl.data.noise import NoisyLabels, add_noise
-from ptnl.data.protocols import (
-    INSTANCE_KIND,
-    POOLED_KINDS,
-    PTNL_KIND,
-    SAMPLER_KINDS,
-    instance_noise,
-    instance_pixels,
-    pooled_noise,
-    ptnl_fewshot,
-)
+from ptnl.data import check_images
+from ptnl.data import labels as label_sources
+from ptnl.data.manifest import write_manifest
 from ptnl.data.readers import get_dataset
 from ptnl.models.clip import load_clip
 from ptnl.train import methods, store
 from ptnl.train.config import RunConfig
-from ptnl.train.labels import zeroshot_probs
-from ptnl.train.robust import TRAINERS as ROBUST_TRAINERS
-from ptnl.train.trainers import TRAINERS, train_modules
+from ptnl.train.scores import Scorer
 
-# Fields that may differ inside one batched group (run_group): they change data, labels, loss
-# or optimiser state, not the shape of the shared text pass.
-GROUP_FREE_FIELDS = (
-    "seed",
-    "noise_kind",
-    "confusion_from",
-    "noise_rate",
-    "loss",
-    "loss_params",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "warmup_lr",
-    "grad_ratio",
-)
-REAL_KIND = "real"  # NoisyLabels.kind of a dataset's own noisy labels
+# Fields that may differ inside one batched group (run_group) whatever the label kind: they change
+# the loss or the optimiser's state, not the shape of the shared text pass. Each label kind adds
+# the fields its training sets may differ in and keep their size (``LabelSource.group_across``).
 GROUP_LOSS_FIELDS = ("loss", "loss_params", "lr", "momentum", "weight_decay", "warmup_lr", "grad_ratio")
 
 
@@ -106,6 +81,7 @@ class Run:
     labels: object  # ptnl.data.noise.NoisyLabels over train_idx
     device: torch.device
     precision: str  # resolved: fp32, bf16 or fp16
+    label_info: dict = field(default_factory=dict)  # what the label kind records (ptnl.data.labels)
 
     @property
     def n_train(self) -> int:
@@ -118,59 +94,25 @@ class Run:
 
 
 def prepare(cfg: RunConfig, device=None, dataset=None, bundle=None) -> Run:
-    """Load (or take) the dataset and backbone, draw the few-shot set and its noisy labels."""
+    """Load (or take) the dataset and backbone, and make the run's training set and labels
+    (``ptnl.data.labels``: the kind's images, its labels, zero-shot scores where it reads them)."""
     device = resolve_device(device)
     precision = resolve_precision(cfg.precision, device)
     ds = dataset if dataset is not None else get_dataset(cfg.dataset)
-    idx, labels = draw_images(cfg, ds)
-    # Every image the run will read (its few-shot train images, all of test) is checked to be there
-    # and readable before the backbone loads or anything is encoded.
-    check_images(ds.train, [ds.train.refs[i] for i in idx])
+    scorer = Scorer(
+        (lambda: bundle)
+        if bundle is not None
+        else (lambda: backbone(cfg.backbone, cfg.pretrained, str(device))),
+        ds,
+        device,
+        precision,
+    )
+    made = label_sources.training_set(ds, cfg.label_request(), scorer)
+    # Every image the run will read (its train images, all of test) is checked to be there and
+    # readable before the backbone loads (where its labels did not need it) or anything is encoded.
+    check_images(ds.train, [ds.train.refs[i] for i in made.idx])
     check_images(ds.test)
-    bundle = bundle if bundle is not None else backbone(cfg.backbone, cfg.pretrained, str(device))
-    if labels is None:
-        labels = relabel(cfg, ds, idx, bundle, device, precision)
-    return Run(cfg, bundle, ds, idx, labels, device, precision)
-
-
-def draw_images(cfg: RunConfig, ds) -> tuple[np.ndarray, object]:
-    """The few-shot images (indices into ``ds.train``), with their labels where the protocol picks
-    both at once (PTNL's sampler, a manifest), else None: ``relabel`` makes them."""
-    if cfg.noise_kind == PTNL_KIND:
-        if ds.train_true_labels is not None and not np.array_equal(ds.train_true_labels, ds.train.labels):
-            raise ValueError(
-                f"{ds.name} carries real noisy labels; PTNL's sampler makes synthetic ones: use the default "
-                "noise_kind at noise_rate 0 (or the sampler on its clean variant, e.g. CIFAR10N-clean)"
-            )
-        return ptnl_fewshot(ds.train.labels, ds.n_classes, cfg.shots, cfg.noise_rate, cfg.seed)
-    if cfg.noise_kind == MANIFEST_KIND:
-        return read_manifest(cfg.noise_file, ds)
-    return fewshot_indices(ds.train.labels, cfg.shots, cfg.seed, n_classes=ds.n_classes), None
-
-
-def relabel(cfg: RunConfig, ds, idx, bundle, device, precision):
-    """The noisy labels of the few-shot images ``idx`` under ``cfg``'s noise kind and rate; on a
-    dataset with real noisy labels (``Dataset.train_true_labels``), its own labels at rate 0."""
-    real = ds.train_true_labels
-    if real is not None:
-        true, given = real[idx], ds.train.labels[idx]
-        if cfg.noise_rate == 0.0:
-            return NoisyLabels(true, given, (given != true) & (true >= 0), REAL_KIND, 0.0, cfg.seed)
-        if not np.array_equal(true, given):
-            raise ValueError(
-                f"{ds.name} carries real noisy labels: train on them at noise_rate 0, or add synthetic "
-                "noise to its clean variant (e.g. CIFAR10N-clean)"
-            )
-    true = ds.train.labels[idx]
-    if cfg.noise_kind in POOLED_KINDS:
-        return pooled_noise(true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed)
-    if cfg.noise_kind == INSTANCE_KIND:
-        pixels = instance_pixels(ds.train, idx) if cfg.noise_rate > 0 else np.zeros((len(idx), 1))
-        return instance_noise(true, ds.n_classes, cfg.noise_rate, cfg.seed, pixels)
-    scores = None
-    if cfg.noise_kind == "confusion" and cfg.noise_rate > 0:
-        scores = zeroshot_probs(bundle, ds, idx, device, precision)
-    return add_noise(true, ds.n_classes, cfg.noise_kind, cfg.noise_rate, cfg.seed, scores, cfg.confusion_from)
+    return Run(cfg, scorer.bundle(), ds, made.idx, made.labels, device, precision, made.info)
 
 
 def export_manifest(cfg: RunConfig, path, device=None):
@@ -183,6 +125,7 @@ def export_manifest(cfg: RunConfig, path, device=None):
 def context_metrics(r: Run, seconds: float, group_size: int = 1) -> dict:
     """What every run's metrics record beside its scores: its data, weights, device and time."""
     return {
+        **r.label_info,
         "train_label_acc": 1.0 - r.labels.actual_rate if r.labels.known.any() else float("nan"),
         "n_train": r.n_train,
         "n_noisy": int(r.labels.is_noisy.sum()),
@@ -207,11 +150,10 @@ def context_metrics(r: Run, seconds: float, group_size: int = 1) -> dict:
 
 
 def group_key(cfg: RunConfig) -> str:
-    """Configs with equal keys can share one batched text pass (``run_group``)."""
+    """Configs with equal keys can share one batched text pass (``run_group``): equal but for the
+    loss and optimiser fields and the fields their label kind lets differ."""
     d = cfg.to_dict()
-    # Kinds whose few-shot set depends on seed and rate (its size too) group only across losses.
-    free = GROUP_LOSS_FIELDS if cfg.noise_kind in (*SAMPLER_KINDS, MANIFEST_KIND) else GROUP_FREE_FIELDS
-    for f in free:
+    for f in (*GROUP_LOSS_FIELDS, *label_sources.KINDS[cfg.noise_kind].group_across):
         d.pop(f)
     return RunConfig.__name__ + repr(sorted(d.items()))
 
@@ -220,14 +162,33 @@ def groupable(cfg: RunConfig) -> bool:
     return methods.get(cfg.method).groupable and cfg.feature_mode in ("views", "center")
 
 
-def train_group(runs: list[Run], progress=False, t0: float | None = None) -> tuple[list[dict], list]:
-    """Train prepared runs together (``trainers.train_modules``), whatever their labels' source,
-    and add each one's context metrics (the group's time since ``t0``, default now, shared out).
-    Returns the metrics and the trained modules."""
+def train(runs: list[Run], progress=False, t0: float | None = None) -> tuple[list[dict], list[dict]]:
+    """Train prepared runs of one method (one run, or a group where the method is groupable) by
+    its family, and add each one's context metrics (the group's time since ``t0``, default now,
+    shared out). Returns each run's metrics and the files stored beside them."""
     t0 = time.perf_counter() if t0 is None else t0
-    scores, modules = train_modules(runs, progress)
+    method = methods.get(runs[0].cfg.method)
+    if len(runs) > 1 and not (method.groupable and all(r.cfg.method == method.name for r in runs)):
+        raise ValueError(
+            f"only runs of one groupable method train together, got {[r.cfg.method for r in runs]}"
+        )
+    scores, files = method.family.train(method, runs, progress)
     seconds = (time.perf_counter() - t0) / len(runs)
-    return [{**s, **context_metrics(r, seconds, len(runs))} for s, r in zip(scores, runs)], modules
+    return [{**s, **context_metrics(r, seconds, len(runs))} for s, r in zip(scores, runs)], files
+
+
+def train_configs(configs: list[RunConfig], experiment: str | None, device=None, progress=False) -> dict:
+    """Prepare and train ``configs`` (one run, or one batched group) and, with ``experiment``,
+    write each run whole: ``{run_id: metrics}``. Claims are the caller's (``claimed``)."""
+    t0 = time.perf_counter()
+    runs = [prepare(c, device) for c in configs]
+    metrics, files = train(runs, progress, t0)
+    out = {}
+    for r, m, f in zip(runs, metrics, files):
+        out[r.cfg.run_id] = m
+        if experiment is not None:
+            store.write_run(r.cfg, experiment, m, files=f)
+    return out
 
 
 # -- runs, through the store ---------------------------------------------------------------------------
@@ -235,10 +196,7 @@ def train_group(runs: list[Run], progress=False, t0: float | None = None) -> tup
 
 def train_and_evaluate(cfg: RunConfig, device=None, progress=False) -> dict:
     """One run, without the store: its metrics dict."""
-    t0 = time.perf_counter()
-    r = prepare(cfg, device)
-    out = {**TRAINERS, **ROBUST_TRAINERS}[methods.get(cfg.method).trainer](r, progress)
-    return {**out, **context_metrics(r, time.perf_counter() - t0)}
+    return train_configs([cfg], None, device, progress)[cfg.run_id]
 
 
 def run(config: RunConfig, experiment: str | None = None, device=None, progress=False) -> dict:
@@ -246,54 +204,43 @@ def run(config: RunConfig, experiment: str | None = None, device=None, progress=
     is loaded, not redone, and a new one is trained under its claim and written whole once it has
     succeeded (a failure leaves nothing). If another live process is training it, this waits for
     that process's result (``store`` explains claims)."""
-    if experiment is None:
-        return train_and_evaluate(config, device, progress)
-
-    def train(cs):
-        metrics = train_and_evaluate(cs[0], device, progress)
-        store.write_run(cs[0], experiment, metrics)
-        return {cs[0].run_id: metrics}
-
-    trained = claimed([config], experiment, train)
-    return trained[config.run_id] if config.run_id in trained else store.load_metrics(config, experiment)
+    return run_group([config], experiment, device, progress)[0]
 
 
 def run_group(configs, experiment: str | None = None, device=None, progress=False) -> list[dict]:
-    """Train R prompt-tuning runs that share backbone, dataset, method and shape (they may differ
-    in seed, noise, loss and optimiser settings; ``GROUP_FREE_FIELDS``) in one batched text
-    pass per step. Each run keeps its own context, optimizer state, data order and views, so its
-    metrics equal ``run(config)``'s up to float rounding. Returns the metrics in config order.
-    With ``experiment``, runs are claimed and stored as ``run`` does; runs that another process
-    holds are left to it and waited for."""
+    """Train runs of one groupable method that share backbone, dataset and shape (they may differ
+    in the loss and optimiser fields and what their label kind allows; ``group_key``) in one
+    batched text pass per step; a single config is one run of any method. Each run keeps its own
+    context, optimizer state, data order and views, so its metrics equal ``run(config)``'s up to
+    float rounding. Returns the metrics in config order. With ``experiment``, runs are claimed and
+    stored as ``run`` does; runs that another process holds are left to it and waited for."""
     configs = list(configs)
     if not configs:
         return []
-    bad = [c.method + "/" + c.feature_mode for c in configs if not groupable(c)]
-    if bad:
-        raise ValueError(f"run_group trains prompt methods on cached features only, got {bad[0]}")
-    if len({group_key(c) for c in configs}) > 1:
-        raise ValueError("run_group needs configs that differ only in " + ", ".join(GROUP_FREE_FIELDS))
-
-    def train(todo):
-        t0 = time.perf_counter()
-        runs = [prepare(c, device) for c in todo]
-        metrics, _ = train_group(runs, progress, t0)
-        out = {}
-        for r, m in zip(runs, metrics):
-            out[r.cfg.run_id] = m
-            if experiment is not None:
-                store.write_run(r.cfg, experiment, m)
-        return out
-
     todo = list({c.run_id: c for c in configs}.values())
-    done = train(todo) if experiment is None else claimed(todo, experiment, train)
+    if len(todo) > 1:
+        bad = [c.method + "/" + c.feature_mode for c in todo if not groupable(c)]
+        if bad:
+            raise ValueError(f"run_group trains prompt methods on cached features only, got {bad[0]}")
+        if len({group_key(c) for c in todo}) > 1:
+            raise ValueError(
+                "run_group needs configs that differ only in the loss and optimiser fields ("
+                + ", ".join(GROUP_LOSS_FIELDS)
+                + ") and what their label kind lets differ (seed, noise_kind, noise_rate for relabelling)"
+            )
+
+    def train_here(cs):
+        return train_configs(cs, experiment, device, progress)
+
+    done = train_here(todo) if experiment is None else claimed(todo, experiment, train_here)
     return [done[c.run_id] if c.run_id in done else store.load_metrics(c, experiment) for c in configs]
 
 
-def claimed(configs: list, experiment: str, train) -> dict[str, dict]:
+def claimed(configs: list, experiment: str, train, wait: bool = True) -> dict[str, dict]:
     """``train(configs) -> {run_id: metrics}`` (which stores them) on those of ``configs`` not done
-    yet, each under its claim. Runs another live process holds are left to it and polled for until
-    they are done, or trained here if it dies. Returns the metrics of the runs trained here."""
+    yet, each under its claim: the one place runs are claimed. Runs another live process holds
+    are left to it; with ``wait``, polled for until they are done, or trained here if it dies.
+    Returns the metrics of the runs trained here."""
     store.clean(experiment)
     out, todo, told = {}, list(configs), False
     while todo := [c for c in todo if not store.is_done(c, experiment)]:
@@ -305,6 +252,8 @@ def claimed(configs: list, experiment: str, train) -> dict[str, dict]:
         finally:
             for c in held:
                 store.release(c, experiment)
+        if not wait:
+            break
         if not held:
             if not told:
                 print(

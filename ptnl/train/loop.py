@@ -14,8 +14,7 @@ from tqdm.auto import tqdm
 from ptnl.models.clip import autocast
 from ptnl.models.losses import get_loss
 from ptnl.train import features as F
-from ptnl.train.config import lr_at_epoch
-from ptnl.train.optim import HalfSGD, per_sample_grad_norms
+from ptnl.train.optim import HalfSGD, lr_at_epoch, per_sample_grad_norms
 
 EVAL_BATCH = 1024
 
@@ -135,7 +134,7 @@ def batched_logits(module, feats: torch.Tensor, device, precision, batch: int | 
         yield s, logits.float()
 
 
-def evaluate(module, feats: torch.Tensor, labels, device, precision) -> float:
+def accuracy(module, feats: torch.Tensor, labels, device, precision) -> float:
     """Top-1 accuracy; the class embeddings are computed once for the whole test set."""
     y = torch.as_tensor(np.asarray(labels), device=device)
     correct = 0
@@ -145,7 +144,7 @@ def evaluate(module, feats: torch.Tensor, labels, device, precision) -> float:
 
 
 @torch.no_grad()
-def training_fit(module, r, progress=False, bank: torch.Tensor | None = None) -> dict:
+def label_agreement(module, r, progress=False, bank: torch.Tensor | None = None) -> dict:
     """How far the trained module fits its own training labels, wrong ones and right ones apart.
 
     ``train_fit_noisy``: the fraction of wrongly labelled training views it predicts as their

@@ -2,9 +2,12 @@
 
 - ``HalfSGD``: SGD with CoOp's PREC=fp16 arithmetic (``precision="coop-fp16"``).
 - ``per_sample_grad_norms``: every sample's gradient norm from one forward graph (Section 4.4).
+- ``lr_at_epoch``: the learning-rate schedule of CoOp's recipe.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -81,3 +84,18 @@ class HalfSGD:
             p.copy_(h.float())
             unchanged += int((h == b).sum())
         self.stalled.append(unchanged / max(1, sum(h.numel() for h in self.half)))
+
+
+def lr_at_epoch(config, epoch: int) -> float:
+    """Learning rate of 1-based ``epoch``: Dassl's ConstantWarmupScheduler around CosineAnnealingLR.
+
+    Warm-up epochs run at ``warmup_lr``; after them the cosine (T_max = epochs) starts at ``lr``,
+    shifted by the warm-up, and is stepped once per epoch. With the defaults: epoch 1 = 1e-5,
+    epoch e >= 2 = 1e-3 * (1 + cos(pi * (e - 2) / 50)), epoch 50 ~ 7.9e-6 (CoOp issue #26's log).
+    """
+    if not 1 <= epoch <= config.epochs:
+        raise ValueError(f"epoch must be in [1, {config.epochs}], got {epoch}")
+    if epoch <= config.warmup_epochs:
+        return config.warmup_lr
+    t = epoch - 1 - config.warmup_epochs
+    return 0.5 * config.lr * (1.0 + math.cos(math.pi * t / config.epochs))

@@ -305,17 +305,37 @@ def collect(experiment: str) -> pd.DataFrame:
         raise FileNotFoundError(
             f"no experiment {experiment!r} under {paths.results_dir()} (found: {have or 'none'})"
         )
-    rows = []
-    for d in sorted(root.iterdir()):
-        if d.name.startswith(".") or not (d / DONE_FILE).exists():  # claims, temporary folders
-            continue
-        row = {"run_id": d.name}
-        _flatten("", json.loads((d / CONFIG_FILE).read_text()), row)
-        metrics = {}
-        _flatten("", json.loads((d / METRICS_FILE).read_text()), metrics)
-        for k, v in metrics.items():  # a metric never overwrites the config field of the same name
-            row[f"metrics.{k}" if k in row else k] = v
-        rows.append(row)
+    rows = [
+        _row(d.name, json.loads((d / CONFIG_FILE).read_text()), json.loads((d / METRICS_FILE).read_text()))
+        for d in sorted(root.iterdir())
+        if not d.name.startswith(".") and (d / DONE_FILE).exists()  # not claims, temporary folders
+    ]
     if not rows:
         return pd.DataFrame(columns=["run_id", *(f for f in RunConfig.__dataclass_fields__)])
     return pd.DataFrame(rows)
+
+
+def rows(configs, experiment: str, metrics=None) -> pd.DataFrame:
+    """``collect``'s rows for ``configs`` only, each run once, in run-id order: from ``metrics``
+    (what a sweep returned, in config order) where given, else read from their folders; runs not
+    done are left out."""
+    out = {}
+    for i, c in enumerate(configs):
+        if c.run_id in out:
+            continue
+        m = metrics[i] if metrics is not None else load_metrics(c, experiment)
+        if m is not None:
+            out[c.run_id] = _row(c.run_id, c.to_dict(), m)
+    if not out:
+        return pd.DataFrame(columns=["run_id", *(f for f in RunConfig.__dataclass_fields__)])
+    return pd.DataFrame([out[k] for k in sorted(out)])
+
+
+def _row(run_id: str, config: dict, metrics: dict) -> dict:
+    row = {"run_id": run_id}
+    _flatten("", config, row)
+    flat = {}
+    _flatten("", metrics, flat)
+    for k, v in flat.items():  # a metric never overwrites the config field of the same name
+        row[f"metrics.{k}" if k in row else k] = v
+    return row

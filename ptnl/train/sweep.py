@@ -112,17 +112,14 @@ def _batches(configs: list[RunConfig], group_size: int) -> list[list[RunConfig]]
 
 
 def train_batch(batch: list[RunConfig], experiment: str, device=None) -> None:
-    """Train the runs of one batch that no other process holds and that are not done yet."""
-    held = [c for c in batch if store.claim(c, experiment)]
-    try:
-        ready = [c for c in held if not store.is_done(c, experiment)]
-        if len(ready) == 1:
-            engine.run(ready[0], experiment, device=device)
-        elif ready:
-            engine.run_group(ready, experiment, device=device)
-    finally:
-        for c in held:
-            store.release(c, experiment)
+    """Train the runs of one batch that no other process holds and that are not done yet (their
+    claims are taken once, here; runs held elsewhere are left to the sweep's wait at the end)."""
+    engine.claimed(
+        batch,
+        experiment,
+        functools.partial(engine.train_configs, experiment=experiment, device=device),
+        wait=False,
+    )
 
 
 def sweep(
@@ -161,23 +158,27 @@ def sweep(
         bar.update(len(new))
 
     check_workers(workers)
-    start, todo, told = time.time(), pending, False
+    start = time.time()
     try:
-        while todo:
-            work = functools.partial(train_batch, experiment=experiment, device=device)
-            run_units(work, _batches(todo, group_size), workers, done=tick)
-            tick(todo)
-            todo = [c for c in todo if c.run_id not in counted]
-            if todo:  # held by other processes: poll until they are done or their owner dies
-                if not told:
-                    print(
-                        f"\nwaiting for {len(todo)} run(s) that other processes are training, e.g. "
-                        f"{store.holder(todo[0], experiment)}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    told = True
-                time.sleep(store.POLL_SECONDS)
+        work = functools.partial(train_batch, experiment=experiment, device=device)
+        run_units(work, _batches(pending, group_size), workers, done=tick)
+        tick(pending)
+        # Runs other processes held: wait for them, and train any whose owner died (the one wait loop).
+        left = [c for c in pending if c.run_id not in counted]
+        if left:
+            print(
+                f"\nwaiting for {len(left)} run(s) that other processes are training, e.g. "
+                f"{store.holder(left[0], experiment)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            for batch in _batches(left, group_size):
+                engine.claimed(
+                    batch,
+                    experiment,
+                    functools.partial(engine.train_configs, experiment=experiment, device=device),
+                )
+            tick(left)
     except KeyboardInterrupt:
         bar.close()
         n_done = sum(store.is_done(c, experiment) for c in mine)

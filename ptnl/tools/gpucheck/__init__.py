@@ -8,14 +8,14 @@ downloaded; no dataset is read) in about five minutes on one H200, and writes
   ``precision="auto"`` (bf16 autocast on the GPU) and ``"coop-fp16"`` (CoOp's fp16 parameters and
   SGD): loss finite, seconds per step, peak GPU memory, and ``stalled_updates`` for coop-fp16.
 - ``agreement`` (required): one step of ptnl's ``exact`` mode against the plain CoOp step the
-  tests use (``ptnl.tools.bench.CoOpReference``: full 77-token text pass, no truncation, no shared
+  tests use (``ptnl.tools.speed.CoOpReference``: full 77-token text pass, no truncation, no shared
   prefix), fp32 with TF32 off: max |difference| of the logits, the loss and the context update.
 - ``step_times`` (optional): per-step times at two class counts, alone and in a group, and the
   other costs the projection needs (grad-ratio steps, linear heads, TEnc-FT, image encoding,
   JPEG decoding and augmentation, the linear probe, feature-cache reads).
 - ``paper_grid`` (optional): the paper grid's runs counted with the sections' run grids (params/paper.yaml)
   and a projected wall time from those measurements, with its assumptions.
-- ``bench`` (optional): ``ptnl.tools.bench``'s rows on the GPU (views, exact, group16 against their
+- ``bench`` (optional): ``ptnl.tools.speed``'s rows on the GPU (views, exact, group16 against their
   references), in this process.
 
 Optional parts are skipped, and the skip recorded, once ``--budget-s`` is nearly spent. The JSON
@@ -23,15 +23,15 @@ is rewritten after every part, so a run cut short still leaves what it measured.
 a check failed. ``--dry`` (automatic without CUDA) runs the same code on the CPU with tiny
 open_clip configs and very few steps (the test suite runs it).
 
-Modules: ``common`` (sizes, tolerances, the dry mode's backbones, the environment), ``probe`` (the
-required training and agreement checks), ``costs`` (the timings the projection needs, and the
-bench rows), ``project`` (the paper grid's projection), ``report`` (the driver and its summary).
+Modules: ``common`` (sizes, tolerances, the datasets' sizes from their specs, the dry mode's
+backbones, the environment), ``probe`` (the required training and agreement checks), ``costs``
+(the timings the projection needs, and the bench rows), ``project`` (the paper grid's
+projection), ``report`` (the driver and its summary).
 """
 
 from ptnl.tools.gpucheck.common import (
     BACKBONES,
     BUDGET_S,
-    DATASET_SIZES,
     DRY_BACKBONES,
     DRY_SIZES,
     GPU_SIZES,
@@ -41,6 +41,7 @@ from ptnl.tools.gpucheck.common import (
     TINY_RN_CONFIG,
     UPDATE_RTOL,
     Sizes,
+    dataset_sizes,
     environment,
     register_dry_backbones,
 )
@@ -52,7 +53,6 @@ from ptnl.tools.gpucheck.report import add_arguments, command, run_check, summar
 __all__ = [
     "BACKBONES",
     "BUDGET_S",
-    "DATASET_SIZES",
     "DRY_BACKBONES",
     "DRY_SIZES",
     "GPU_SIZES",
@@ -67,6 +67,7 @@ __all__ = [
     "check_bench",
     "check_training",
     "command",
+    "dataset_sizes",
     "environment",
     "grid_runs",
     "measure_step_times",

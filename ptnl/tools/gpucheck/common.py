@@ -1,5 +1,5 @@
-"""What the GPU check measures at: backbones, sizes, tolerances, the dataset table, the dry mode's
-tiny backbones, and the environment it ran in."""
+"""What the GPU check measures at: backbones, sizes, tolerances, the datasets' sizes (from their
+specs), the dry mode's tiny backbones, and the environment it ran in."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import open_clip
 import torch
 
 import ptnl
-from ptnl.data.noisy_sets import NOISY_DATASETS
-from ptnl.tools import bench
+from ptnl.data.specs import NOISY_SPECS, SPECS
+from ptnl.tools import speed
 from ptnl.train.methods import METHODS, UNTRAINED_METHODS
 
 BACKBONES = ("RN50", "ViT-B-32")
@@ -27,31 +27,10 @@ PARAM_SET = "paper"
 LOGITS_ATOL = 1e-3
 LOSS_ATOL = 1e-4
 UPDATE_RTOL = 1e-3
-# Class counts and split sizes (classes, train, test) of the paper's datasets: CoOp's dataset table
-# (Zhou et al., IJCV 2022), class counts as CoOp's dataset code builds them; ImageNet's train split
-# is ILSVRC-2012's 1,281,167 images, its test the 50,000 validation images.
-DATASET_SIZES = {
-    "OxfordPets": (37, 2944, 3669),
-    "Flowers102": (102, 4093, 2463),
-    "Food101": (101, 50500, 30300),
-    "DTD": (47, 2820, 1692),
-    "FGVCAircraft": (100, 3334, 3333),
-    "Caltech101": (100, 4128, 2465),
-    "StanfordCars": (196, 6509, 8041),
-    "UCF101": (101, 7639, 3783),
-    "EuroSAT": (10, 13500, 8100),
-    "SUN397": (397, 15880, 19850),
-    "ImageNet": (1000, 1281167, 50000),
-    # The real noisy-label sets (ptnl.data.noisy_sets): Food-101N's 310,009 web images (its page) with
-    # Food-101's official test split; CIFAR's 50,000 / 10,000 under each CIFAR-N label set.
-    "Food101N": (101, 310009, 25250),
-    **{n: (10, 50000, 10000) for n in NOISY_DATASETS if n.startswith("CIFAR10N")},
-    **{n: (100, 50000, 10000) for n in NOISY_DATASETS if n.startswith("CIFAR100N")},
-}
 JPEG_SIZE = (500, 375)  # assumed typical photo size of the datasets (width, height)
 UNTRAINED = UNTRAINED_METHODS  # runs that cost their cache reads only
-HEADS = tuple(n for n, m in METHODS.items() if m.module == "linear_head")  # linear heads on features
-# A tiny ModifiedResNet (random weights) for the dry run; bench.TINY_CONFIG is the tiny ViT.
+HEADS = tuple(n for n, m in METHODS.items() if m.family.work == "head")  # linear heads on features
+# A tiny ModifiedResNet (random weights) for the dry run; speed.TINY_CONFIG is the tiny ViT.
 TINY_RN_CONFIG = {
     "embed_dim": 32,
     "quick_gelu": True,
@@ -102,6 +81,12 @@ DRY_SIZES = Sizes(
     read_mb=4,
     need_s={"step_times": 5, "paper_grid": 10, "bench": 10},
 )
+
+
+def dataset_sizes() -> dict[str, tuple[int, int, int]]:
+    """(classes, train, test) of every real dataset, read now from its spec (``Spec.sizes``: CoOp's
+    dataset table; ``NoisySpec.sizes`` for the noisy-label sets), so a spec added at run time has its own."""
+    return {name: spec.sizes for name, spec in (*SPECS.items(), *NOISY_SPECS.items())}
 
 
 def log(msg: str) -> None:
@@ -160,6 +145,6 @@ def environment(device: str, dry: bool, dry_reason: str | None) -> dict:
 
 def register_dry_backbones() -> dict:
     folder = tempfile.mkdtemp(prefix="ptnl-gpucheck-cfg-")
-    bench.register_tiny_clip(DRY_BACKBONES["RN50"], folder, TINY_RN_CONFIG)
-    bench.register_tiny_clip(DRY_BACKBONES["ViT-B-32"], folder, bench.TINY_CONFIG)
+    speed.register_tiny_clip(DRY_BACKBONES["RN50"], folder, TINY_RN_CONFIG)
+    speed.register_tiny_clip(DRY_BACKBONES["ViT-B-32"], folder, speed.TINY_CONFIG)
     return dict(DRY_BACKBONES)

@@ -1,5 +1,5 @@
 """The costs the paper-grid projection multiplies run counts by: step times at two class counts,
-alone and in a group, and the CPU and I/O costs around them; and ``ptnl.tools.bench``'s rows on
+alone and in a group, and the CPU and I/O costs around them; and ``ptnl.tools.speed``'s rows on
 the GPU."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from PIL import Image
 
 from ptnl.models import heads
 from ptnl.models.clip import encode_images
-from ptnl.tools import bench
+from ptnl.tools import speed
 from ptnl.tools.gpucheck.common import JPEG_SIZE, Sizes, all_finite
 from ptnl.tools.gpucheck.probe import train_probe
 from ptnl.train import features as F
@@ -128,7 +128,7 @@ def measure_step_times(bundle, device, sizes: Sizes, single_small: dict | None =
 
 def check_bench(backbone: str, device, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        res = bench.run_benchmarks(
+        res = speed.run_benchmarks(
             [backbone], steps, device, out_path=Path(tmp) / "bench.json", in_process=True
         )
     rows = [{k: v for k, v in r.items() if k != "losses"} for r in res["rows"]]

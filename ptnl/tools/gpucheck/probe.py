@@ -1,5 +1,5 @@
 """The required checks: prompt-tuning steps through the engine, and one ``exact`` step against
-the plain CoOp step (``ptnl.tools.bench.CoOpReference``)."""
+the plain CoOp step (``ptnl.tools.speed.CoOpReference``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ptnl.models.clip import encode_images, load_clip
-from ptnl.tools import bench
+from ptnl.tools import speed
 from ptnl.tools.gpucheck.common import (
     LOGITS_ATOL,
     LOSS_ATOL,
@@ -21,11 +21,10 @@ from ptnl.tools.gpucheck.common import (
     log,
     sync,
 )
-from ptnl.train import engine
+from ptnl.train import engine, methods
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
-from ptnl.train.loop import evaluate, fit
-from ptnl.train.trainers import build_module
+from ptnl.train.loop import accuracy, fit
 
 # -- training through the engine --------------------------------------------------------------
 
@@ -44,7 +43,7 @@ def train_probe(
     classes, two images per class (all of them the few-shot set), views mode; time the steps
     after the first epoch."""
     # its own name per class count: the feature cache is keyed by dataset name and image ref
-    ds = bench.synthetic_dataset(
+    ds = speed.synthetic_dataset(
         n_classes, train_per_class=2, test_per_class=1, name=f"toy-check-{n_classes}"
     )
     shots = 2  # two per class, so that noise (for the gradient ratio) has a sample to flip
@@ -73,7 +72,7 @@ def train_probe(
     sources = [F.feature_source(r) for r in rs]  # encodes the views into the cache
     sync(device)
     cache_s = time.perf_counter() - t0
-    modules = [build_module(r.cfg, bundle, ds, F.generator("init", r.cfg.seed)).to(r.device) for r in rs]
+    modules = [methods.init_module(methods.get(r.cfg.method), r.cfg, bundle, ds, r.device) for r in rs]
     starts = {}
 
     def timed(epoch, batch):
@@ -86,7 +85,7 @@ def train_probe(
     sync(device)  # fit ends on .item(), but say so
     end = time.perf_counter()
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    acc = evaluate(modules[0], F.test_features(rs[0]), ds.test.labels, rs[0].device, rs[0].precision)
+    acc = accuracy(modules[0], F.test_features(rs[0]), ds.test.labels, rs[0].device, rs[0].precision)
     losses = [x for h in hists for x in h["train_loss"]]
     row = {
         "backbone": bundle.name,
@@ -144,10 +143,10 @@ def strict_fp32():
 def check_agreement(backbone: str, device, n_classes: int, reference=None) -> dict:
     """One fp32 ``exact``-mode step of ptnl (``ptnl.train.loop.fit``: BN-folded image tower, text truncated
     after the last EOT, shared [SOS][ctx] prefix) against ``reference`` (default
-    ``ptnl.tools.bench.CoOpReference``) on the same pixels, initialisation and learning rate."""
-    reference = reference or bench.CoOpReference
+    ``ptnl.tools.speed.CoOpReference``) on the same pixels, initialisation and learning rate."""
+    reference = reference or speed.CoOpReference
     bundle = load_clip(backbone, pretrained=None, device=device)  # its own: the reference changes its layout
-    ds = bench.synthetic_dataset(
+    ds = speed.synthetic_dataset(
         n_classes, train_per_class=1, test_per_class=1, name=f"toy-agree-{n_classes}"
     )
     cfg = RunConfig(
@@ -162,7 +161,7 @@ def check_agreement(backbone: str, device, n_classes: int, reference=None) -> di
     )
     with strict_fp32():
         r = engine.prepare(cfg, device, dataset=ds, bundle=bundle)
-        m = build_module(cfg, bundle, ds, F.generator("init", cfg.seed)).to(r.device)
+        m = methods.init_module(methods.get(cfg.method), cfg, bundle, ds, r.device)
         bundle.model.visual.to(memory_format=torch.contiguous_format)  # CoOp's CLIP is NCHW
         ref = reference(bundle, ds.classnames, m.prompt_learner.ctx)
         ctx0 = m.prompt_learner.ctx.detach().clone()
@@ -172,7 +171,7 @@ def check_agreement(backbone: str, device, n_classes: int, reference=None) -> di
             fast = m(encode_images(bundle, pixels, "fp32"), m.class_embeddings())
             slow = ref(pixels.to(r.device))
         [hist] = fit([r], [m], [F.feature_source(r)])
-        ref_losses = bench.reference_fit(r, ref)
+        ref_losses = speed.reference_fit(r, ref)
     up_fast = (m.prompt_learner.ctx.detach() - ctx0).float()
     up_ref = (ref.ctx.detach() - ctx0).float()
     update_scale = float(up_ref.abs().max())

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from ptnl.data.labels import PSEUDO_KINDS
 from ptnl.sections import SECTIONS, build
 from ptnl.tools import notebooks
-from ptnl.tools.gpucheck.common import DATASET_SIZES, HEADS, PARAM_SET, UNTRAINED
+from ptnl.tools.gpucheck.common import HEADS, PARAM_SET, UNTRAINED, dataset_sizes
 from ptnl.tools.plan import notebook_params
 from ptnl.train import sweep
 from ptnl.train.config import RunConfig
@@ -34,7 +35,7 @@ ASSUMPTIONS = [
     "JPEG_SIZE on this CPU, one image after another as features.cached_features does",
     "every run loads its feature files whole at the measured torch.load rate",
     "untrained runs (zero-shot, random prompts) cost their cache reads only",
-    "dataset sizes: CoOp's table (DATASET_SIZES)",
+    "dataset sizes: CoOp's table (each dataset's Spec.sizes, ptnl.data.specs)",
 ]
 
 
@@ -104,12 +105,13 @@ def project_grid(timings: dict, param_set: str = PARAM_SET) -> dict:
     """Projected wall time of ``param_set``'s grid from per-backbone ``timings``
     (``measure_step_times``), one GPU, runs one after another."""
     entries = grid_runs(param_set)
-    configs = [(nb, getattr(c, "prompt", c), g, not isinstance(c, RunConfig)) for nb, c, g in entries]
+    configs = [(nb, c, g, c.noise_kind in PSEUDO_KINDS) for nb, c, g in entries]
     # the toy lab (notebook 09) runs toy CLIPs in every set: minutes beside the real grid, left out
     toy = [x for x in configs if x[1].backbone.startswith("toy-")]
     configs = [x for x in configs if not x[1].backbone.startswith("toy-")]
     missing = sorted({c.backbone for _, c, _, _ in configs} - set(timings))
-    unknown = sorted({c.dataset for _, c, _, _ in configs} - set(DATASET_SIZES))
+    sizes = dataset_sizes()
+    unknown = sorted({c.dataset for _, c, _, _ in configs} - set(sizes))
     if missing or unknown:
         raise ValueError(f"no timings for backbones {missing} / no sizes for datasets {unknown}")
 
@@ -132,7 +134,7 @@ def project_grid(timings: dict, param_set: str = PARAM_SET) -> dict:
 
     encode_h, refs = {}, {}
     for (ds, bb), need in needs.items():
-        t, (n_cls, n_train, n_test) = timings[bb], DATASET_SIZES[ds]
+        t, (n_cls, n_train, n_test) = timings[bb], sizes[ds]
         enc = t["encode_s_per_image"]
         u_views = _union(n_cls, n_train, 16, len(need["view_seeds"])) if need["view_seeds"] else 0.0
         n_center = (
@@ -161,11 +163,11 @@ def project_grid(timings: dict, param_set: str = PARAM_SET) -> dict:
         if g > 1 and not upl and not c.grad_ratio and sweep.groupable(c):
             groups[(nb, g, sweep.group_key(c))].append(c)
             continue
-        gs, cs = _train_s(c, timings[c.backbone], DATASET_SIZES[c.dataset][0])
+        gs, cs = _train_s(c, timings[c.backbone], sizes[c.dataset][0])
         gpu_h[nb] += gs / 3600
         cpu_h[nb] += cs / 3600
     for (nb, g, _), members in groups.items():
-        c0, n_cls = members[0], DATASET_SIZES[members[0].dataset][0]
+        c0, n_cls = members[0], sizes[members[0].dataset][0]
         for start in range(0, len(members), g):
             runs = len(members[start : start + g])
             gpu_h[nb] += _steps(c0, n_cls) * step_s(timings[c0.backbone], n_cls, runs) / 3600
@@ -204,7 +206,7 @@ def _examples(timings: dict, configs) -> dict:
     for bb, t in timings.items():
         for ds, runs in (("DTD", group), ("ImageNet", 1)):
             c = RunConfig(dataset=ds, backbone=bb)
-            n_cls = DATASET_SIZES[ds][0]
+            n_cls = dataset_sizes()[ds][0]
             how = "alone" if runs == 1 else f"in a group of {runs}"
             key = f"prompt {bb} {ds} ({n_cls} classes, 16 shots, 50 epochs), {how}"
             out[key] = round(_steps(c, n_cls) * step_s(t, n_cls, runs) / runs, 2)

@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 
 from ptnl.data.base import Dataset, Split
-from ptnl.toy import (
+from ptnl.data.toy import (
     EXTRA_TASKS,
     OBJECTS_CLASS_COUNTS,
     TOY_TASKS,
-)  # names listed once (ptnl.toy imports no world)
-from ptnl.toy.world import (
+)  # names listed once (ptnl.data.toy imports no world)
+from ptnl.data.toy.world import (
     COLOURS,
     IMAGE_SIZE,
     PATTERNS,

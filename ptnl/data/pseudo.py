@@ -1,11 +1,10 @@
-"""Where a run's training labels come from, beside the synthetic noise of ``ptnl.data.noise``.
+"""Pseudo-labels: the K images per pseudo-class that UPL and Robust UPL (Section 5) train on.
 
-- ``zeroshot_probs``: zero-shot CLIP's probabilities on the few-shot images, the scores that
-  confusion noise (Section 4.6) reads.
-- ``pseudo_label`` + ``select`` + ``noisy_labels``: zero-shot pseudo-labels on the whole unlabeled
-  train split, and the K images per pseudo-class that UPL and Robust UPL (Section 5) train on, as
-  ``NoisyLabels`` (the pseudo-labels are the "noisy" labels; the ground truth is kept beside them
-  only to report pseudo-label accuracy). The engine trains on either source the same way.
+``PseudoLabels`` are zero-shot CLIP's predictions on the whole unlabeled train split (made by
+``ptnl.train.scores.pseudo_label``); ``select`` picks the training set from them and
+``noisy_labels`` gives it as ``NoisyLabels`` (the pseudo-labels are the "noisy" labels; the ground
+truth is kept beside them only to report pseudo-label accuracy). ``ptnl.data.labels`` serves them
+as the label kinds ``pseudo_topk`` and ``pseudo_random``.
 
 Selection rules (``select``):
 - ``topk`` (UPL): per pseudo-class the K most confident images; ties go to the lower image index.
@@ -22,29 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ptnl.core.checks import is_int
 from ptnl.data.noise import NoisyLabels
 from ptnl.data.sampling import check_seed, class_members, rng_stream
-from ptnl.models.heads import ZeroShotCLIP
-from ptnl.train import features as F
-from ptnl.train.loop import EVAL_BATCH, batched_logits
 
 SELECTIONS = ("topk", "random")
 FILLS = ("all", "replace")
 UPL_STREAM = 11  # numpy stream id of the random selection (ptnl.data.sampling uses 1-3); never renumber
 PSEUDO_KIND = "pseudo"  # NoisyLabels.kind of zero-shot pseudo-labels
-
-
-@torch.no_grad()
-def zeroshot_probs(bundle, dataset, idx, device, precision) -> torch.Tensor:
-    """Zero-shot CLIP probabilities [N, C] of train images ``idx`` (the hand-crafted template on
-    centre crops from the cache): the scores confusion noise reads. The cached features and the
-    text embeddings are float32, and so is this product (no autocast)."""
-    img = F.cached_features(bundle, dataset, "train", idx, ["center"], device, precision)[0].to(device)
-    zs = ZeroShotCLIP(bundle, dataset.prompts())
-    return zs(img).float().softmax(-1).cpu()
 
 
 @dataclass(frozen=True)
@@ -54,23 +39,6 @@ class PseudoLabels:
     pred: np.ndarray  # int64 [N]: arg-max class
     conf: np.ndarray  # float32 [N]: its softmax probability (UPL's confidence)
     n_classes: int
-
-
-@torch.no_grad()
-def pseudo_label(bundle, dataset, device="cpu", precision="fp32", batch: int = EVAL_BATCH) -> PseudoLabels:
-    """Zero-shot CLIP on every train image: the hand-crafted prompt, centre crops, softmax of
-    ``logit_scale * cos`` (UPL's ``zero_shot_analyze``), in batches so only [N] arrays are kept."""
-    device = torch.device(device)
-    idx = np.arange(len(dataset.train))
-    feats = F.cached_features(bundle, dataset, "train", idx, ["center"], device, precision)[0]
-    zs = ZeroShotCLIP(bundle, dataset.prompts()).to(device)
-    pred, conf = [], []
-    for _, logits in batched_logits(zs, feats, device, precision, batch):
-        c, p = logits.softmax(-1).max(-1)
-        pred.append(p.cpu())
-        conf.append(c.cpu())
-    cat = (lambda xs, dt: torch.cat(xs).numpy().astype(dt)) if pred else (lambda xs, dt: np.zeros(0, dt))
-    return PseudoLabels(cat(pred, np.int64), cat(conf, np.float32), dataset.n_classes)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def measure_numeric(epochs: int) -> dict:
 
 
 def _numeric_worker(path: str, epochs: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="ptnl-bench-numeric-") as cache:
+    with tempfile.TemporaryDirectory(prefix="ptnl-speed-numeric-") as cache:
         cmd = [sys.executable, "-m", "ptnl", "bench", "--numeric-worker", str(epochs)]
         res = subprocess.run(cmd, capture_output=True, text=True, env=numeric_env(path, cache))
     if res.returncode != 0:

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptnl.toy import CONFIG_DIR, TOY_BACKBONES, TOY_TASKS
-from ptnl.toy.tasks import load_task
+from ptnl.data.toy import TOY_TASKS
+from ptnl.data.toy.tasks import load_task
+from ptnl.models.toy import CONFIG_DIR, TOY_BACKBONES
 
 
 def load_toy_model(backbone: str, checkpoint: Path | None = None):
@@ -32,7 +33,7 @@ def load_toy_model(backbone: str, checkpoint: Path | None = None):
     import open_clip
     from safetensors.torch import load_file
 
-    from ptnl.toy.lab import expand_state
+    from ptnl.models.toy.lab import expand_state
 
     if backbone not in TOY_BACKBONES:
         raise ValueError(f"unknown toy backbone {backbone!r}; choose one of {tuple(TOY_BACKBONES)}")

@@ -3,12 +3,12 @@
 ``python -m ptnl toy snapshots --backbone toy-rn --steps 6000 --threads 2 --save-at 500,1500
 --stop-at 1500`` reruns toy-rn's shipped recipe (its 6000-step cosine schedule, seed, data and
 thread count) and saves the weights after 500 and 1500 steps as
-``checkpoints/lab/toy-rn-step<k>.safetensors``, each with its json (``ptnl.toy.snapshots``).
+``checkpoints/lab/toy-rn-step<k>.safetensors``, each with its json (``ptnl.tools.toy.snapshots``).
 A run names one as ``pretrained="step1500"``; ``"default"`` is the shipped, fully trained
 checkpoint. Early checkpoints are weaker image-text embeddings of the same model: the lab's
 lever on the paper's second factor (notebook 09).
 
-Each snapshot gets its temperature by the shipped checkpoints' rule (``ptnl.toy.calibrate``), so
+Each snapshot gets its temperature by the shipped checkpoints' rule (``ptnl.tools.toy.calibrate``), so
 the embedding's strength and the heads' temperature stay separate factors.
 
 Shrunk to fit in git: only the token-embedding rows the toy world can reach are stored (the
@@ -46,7 +46,7 @@ def existing_lab_checkpoint(backbone: str, name: str) -> Path:
         have = ", ".join(lab_checkpoints(backbone)) or "none"
         raise FileNotFoundError(
             f"toy lab checkpoint {name!r} of {backbone} is missing ({path}; present: {have}); make it with "
-            f"`python -m ptnl toy snapshots --backbone {backbone} --save-at <steps>` (ptnl.toy.lab)"
+            f"`python -m ptnl toy snapshots --backbone {backbone} --save-at <steps>` (ptnl.models.toy.lab)"
         )
     return path
 

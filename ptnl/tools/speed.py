@@ -1,4 +1,4 @@
-"""Speed benchmarks: ``python -m ptnl bench`` (``make bench``).
+"""The speed and memory benchmark: ``python -m ptnl bench`` (``make bench``).
 
 Every number is a ratio measured in the same invocation, on the same machine, against a plain
 CoOp step written out below (``CoOpReference``): the image tower on the augmented batch every
@@ -27,7 +27,7 @@ runs over all 64 classes, so it shows what the engine saves where a toy run is m
 ``--smoke`` runs the rows on a tiny random backbone in seconds. Writes ``build/bench.json`` and
 prints a markdown table.
 
-The numeric path's cost: ``ptnl.tools.bench_numeric`` (section ``numeric_path`` of the JSON).
+The numeric path's cost: ``ptnl.tools.speed_numeric`` (section ``numeric_path`` of the JSON).
 """
 
 from __future__ import annotations
@@ -52,14 +52,13 @@ from PIL import Image
 from ptnl.core import paths
 from ptnl.data.base import Dataset, Split
 from ptnl.models.clip import load_clip
-from ptnl.tools import bench_numeric
-from ptnl.tools.bench_numeric import measure_numeric, numeric_markdown, numeric_path_cost
+from ptnl.tools import speed_numeric
 from ptnl.tools.coop_reference import CoOpReference, reference_fit
-from ptnl.train import engine
+from ptnl.tools.speed_numeric import measure_numeric, numeric_markdown, numeric_path_cost
+from ptnl.train import engine, methods
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
 from ptnl.train.loop import fit
-from ptnl.train.trainers import build_module
 
 N_CLASSES = 37  # OxfordPets
 TOY_CASE = ("toy-rn", 64)  # (backbone, classes): the toy lab's toy-objects-64 on the shipped checkpoint
@@ -194,7 +193,7 @@ def measure(backbone: str, mode: str, steps: int, device: str = "cpu", n_classes
         engine.prepare(_config(backbone, mode, steps, s, n_classes), device, dataset=ds, bundle=bundle)
         for s in seeds
     ]
-    modules = [build_module(r.cfg, bundle, ds, F.generator("init", r.cfg.seed)).to(r.device) for r in runs]
+    modules = [methods.init_module(methods.get(r.cfg.method), r.cfg, bundle, ds, r.device) for r in runs]
     if mode == "reference":
         # CoOp's CLIP keeps open_clip's default NCHW layout (ptnl's load_clip turns conv towers NHWC)
         bundle.model.visual.to(memory_format=torch.contiguous_format)
@@ -263,7 +262,7 @@ def run_benchmarks(
     wants), but ``peak_rss_mb`` is then this process's peak so far. ``numeric_path``, e.g.
     ``{"epochs": 10, "repeats": 3}``, also measures ``numeric_path_cost`` with those arguments."""
     out_path = out_path or paths.build_dir() / "bench.json"
-    cache = Path(tempfile.mkdtemp(prefix="ptnl-bench-cache-"))
+    cache = Path(tempfile.mkdtemp(prefix="ptnl-speed-cache-"))
     env = {**os.environ, "PTNL_CACHE": str(cache), "TQDM_DISABLE": "1"}
     results = {
         "device": device,
@@ -376,7 +375,7 @@ def markdown(results: dict) -> str:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The flags of ``python -m ptnl bench``."""
-    ap.description = "ptnl speed benchmarks"
+    ap.description = "ptnl speed and memory benchmark"
     ap.add_argument("--backbones", default="RN50,ViT-B-32", help="comma-separated (random weights)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per row (after one warm-up step)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -389,7 +388,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         action="store_false",
         help=f"skip the many-class toy case ({TOY_CASE[0]}, {TOY_CASE[1]} classes; on by default)",
     )
-    bench_numeric.add_arguments(ap)
+    speed_numeric.add_arguments(ap)
     ap.add_argument(
         "--worker",
         nargs=5,

@@ -1,5 +1,5 @@
 """The temperature a toy CLIP ships with: the rule that calibrates its zero-shot predictions to
-those of OpenAI's CLIP (applied after pretraining by ``ptnl.toy.pretrain``)."""
+those of OpenAI's CLIP (applied after pretraining by ``ptnl.tools.toy.pretrain``)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ptnl.data.toy import TOY_TASKS
+from ptnl.data.toy.tasks import load_task
 from ptnl.tools.fidelity import expected_calibration_error
-from ptnl.toy import TOY_TASKS
-from ptnl.toy.sanity import image_features, text_features
-from ptnl.toy.tasks import load_task
+from ptnl.tools.toy.sanity import image_features, text_features
 
 # The temperature the checkpoints ship with (docs/log/toy-world-v2.md, addenda 4 and 5). Pretraining
 # learns its own from CLIP's 1/0.07, but 45 CPU minutes end far below CLIP's clamp of 100 (toy-rn

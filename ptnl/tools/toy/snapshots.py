@@ -1,4 +1,4 @@
-"""The toy lab's checkpoints: toy-rn's shipped pretraining recipe, saved early (``ptnl.toy.lab``).
+"""The toy lab's checkpoints: toy-rn's shipped pretraining recipe, saved early (``ptnl.models.toy.lab``).
 
     python -m ptnl toy snapshots --backbone toy-rn --steps 6000 --threads 2 --save-at 500,1500 --stop-at 1500
 
@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptnl.toy.calibrate import (
+from ptnl.models.toy.lab import LAB_DIR, shrink_state
+from ptnl.tools.toy.calibrate import (
     TARGET_ZERO_SHOT_ECE,
     TEMPERATURE_RULE,
     calibrated_temperature,
     zero_shot_cosines,
 )
-from ptnl.toy.lab import LAB_DIR, shrink_state
-from ptnl.toy.pretrain import (
+from ptnl.tools.toy.pretrain import (
     DEFAULTS,
     STEPS,
     _world_hash,
@@ -38,8 +38,8 @@ from ptnl.toy.pretrain import (
     sha256_file,
     train,
 )
-from ptnl.toy.pretrain import add_arguments as add_pretrain_arguments
-from ptnl.toy.sanity import load_toy_model, zero_shot_table
+from ptnl.tools.toy.pretrain import add_arguments as add_pretrain_arguments
+from ptnl.tools.toy.sanity import load_toy_model, zero_shot_table
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -89,8 +89,8 @@ def reachable_tokens(tokenizer, pretrain_tokens: np.ndarray) -> list[int]:
     """Every token id a toy run can feed the text tower: the pretraining captions', every toy
     task's prompts (its template and CLIP's ensemble), CoOp's context placeholder, SOT/EOT."""
     from ptnl.data.templates import SIMPLE_TEMPLATES
+    from ptnl.data.toy.tasks import TASKS
     from ptnl.models.prompts import PLACEHOLDER
-    from ptnl.toy.tasks import TASKS
 
     texts = [PLACEHOLDER]
     for task in TASKS.values():
@@ -101,7 +101,7 @@ def reachable_tokens(tokenizer, pretrain_tokens: np.ndarray) -> list[int]:
 
 
 def _snapshots(args):
-    """The toy lab's checkpoints (``ptnl.toy.lab``): the shipped recipe, saved after each of
+    """The toy lab's checkpoints (``ptnl.models.toy.lab``): the shipped recipe, saved after each of
     ``--save-at`` steps and stopped at ``--stop-at``; each snapshot calibrated and shrunk."""
     hp = {k: getattr(args, k) for k in DEFAULTS}
     hp["steps"] = hp["steps"] or STEPS[args.backbone]

@@ -3,7 +3,7 @@
     python -m ptnl toy pretrain --backbone toy-vit
     python -m ptnl toy pretrain --backbone toy-rn
 
-Writes ptnl/toy/checkpoints/<backbone>.safetensors (fp16) and <backbone>.json (training config,
+Writes ptnl/models/toy/checkpoints/<backbone>.safetensors (fp16) and <backbone>.json (training config,
 sha256, final loss, wall time, zero-shot accuracy on the toy tasks). Runs on `--threads` CPU
 threads (default 1, so two pretrainings can share a 2-core laptop; both shipped checkpoints used 2,
 one after the other). Every random draw comes from the seed, so rerunning the command the json
@@ -31,16 +31,8 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ptnl.core.paths import cache_dir, toy_checkpoint_dir
-from ptnl.toy import CONFIG_DIR, TOY_BACKBONES
-from ptnl.toy.calibrate import (
-    TARGET_ZERO_SHOT_ECE,
-    TEMPERATURE_RULE,
-    calibrated_temperature,
-    set_temperature,
-    zero_shot_cosines,
-)
-from ptnl.toy.sanity import load_toy_model, zero_shot_table
-from ptnl.toy.world import (  # _blur: world.py is frozen (its sha256 is in the checkpoints)
+from ptnl.data.toy import world
+from ptnl.data.toy.world import (  # _blur: world.py is frozen (its sha256 is in the checkpoints)
     CAMERA_GREY,
     IMAGE_SIZE,
     SCATTER_RATE,
@@ -51,6 +43,15 @@ from ptnl.toy.world import (  # _blur: world.py is frozen (its sha256 is in the 
     render,
     sample_attrs,
 )
+from ptnl.models.toy import CONFIG_DIR, TOY_BACKBONES
+from ptnl.tools.toy.calibrate import (
+    TARGET_ZERO_SHOT_ECE,
+    TEMPERATURE_RULE,
+    calibrated_temperature,
+    set_temperature,
+    zero_shot_cosines,
+)
+from ptnl.tools.toy.sanity import load_toy_model, zero_shot_table
 from ptnl.train.features import random_resized_crop_params
 
 PRETRAIN_STREAM = 0  # the world's seed stream for pretraining pictures (tasks use 100+)
@@ -151,7 +152,7 @@ def pretrain_data(
 
 def _world_hash() -> str:
     # The cache is keyed on the world's source, so editing the renderer never reuses stale pictures.
-    src = (Path(__file__).resolve().parent / "world.py").read_bytes()
+    src = Path(world.__file__).read_bytes()
     return hashlib.sha256(src).hexdigest()[:12]
 
 
@@ -362,7 +363,7 @@ def _pretrain(args):
         "config": json.loads((CONFIG_DIR / f"{args.backbone}.json").read_text()),
         "sha256": digest,
         "sha256_as_trained": as_trained,
-        "world_sha256": _world_hash(),  # which toy world (ptnl/toy/world.py) the pictures came from
+        "world_sha256": _world_hash(),  # which toy world (ptnl/data/toy/world.py) the pictures came from
         "command": f"python -m ptnl toy pretrain --backbone {args.backbone} --steps {hp['steps']} --threads {args.threads}"
         + (f" --web-camera-rate {hp['web_camera_rate']:g}" if hp["web_camera_rate"] > 0 else ""),
         "training": {
