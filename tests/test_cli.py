@@ -48,7 +48,7 @@ def test_ctrl_c_prints_the_resume_line_and_exits_130(fresh_store, monkeypatch, c
         except KeyboardInterrupt:
             pytest.fail("KeyboardInterrupt escaped main (a traceback on the command line)")
 
-    monkeypatch.setattr(engine, "run", interrupted)
+    monkeypatch.setattr(engine, "train_configs", interrupted)  # what `run` and `sweep` train through
     assert cli(["run", "--experiment", "cc", "--dataset", "DTD"]) == 130
     out = capsys.readouterr().out
     assert "interrupted after" in out and "0/1 runs done; run the same command again to resume" in out
@@ -134,7 +134,7 @@ def test_an_error_during_a_sweep_starts_a_line_of_its_own(fresh_store, monkeypat
         raise ValueError("the data is broken")
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    monkeypatch.setattr(engine, "run", broken)
+    monkeypatch.setattr(engine, "train_configs", broken)
     assert main(["sweep", "--experiment", "bar", "--base", "dataset=toy-shapes", "--set", "seed=1"]) == 2
     err = capsys.readouterr().err
     assert "0/1" in err and "\nerror: the data is broken" in err

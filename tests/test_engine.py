@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from ptnl.tools.speed import register_tiny_clip, synthetic_dataset
-from ptnl.train import engine, labels, loop, optim, store, trainers
+from ptnl.train import engine, loop, methods, optim, scores, store
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
+from ptnl.train.methods import base
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +19,11 @@ def tiny(tmp_path_factory):
 @pytest.fixture
 def ds(use_dataset, fresh_store):
     return use_dataset(synthetic_dataset(n_classes=4, train_per_class=6, test_per_class=3))
+
+
+def module_of(c, r):
+    """The module ``c``'s method builds for run ``r``, initialised from the seed's "init" stream."""
+    return methods.init_module(methods.get(c.method), c, r.bundle, r.dataset, r.device)
 
 
 def cfg(tiny, **kw):
@@ -77,7 +83,7 @@ def test_grad_ratio_matches_explicit_per_sample_chain(tiny, ds, monkeypatch):
     c = cfg(tiny, noise_rate=0.5, grad_ratio=True, feature_mode="center", epochs=1, batch_size=16)
     m = engine.run(c)
     r = engine.prepare(c)
-    module = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    module = module_of(c, r)
     feats = F.train_bank(r)[0]
     batch = F.epoch_batches(r.n_train, c.batch_size, F.generator("order", c.seed))[0]
     norms = []
@@ -119,18 +125,18 @@ class _Lookup(torch.nn.Module):
         return torch.nn.functional.one_hot(self.labels[nearest], 4).float()
 
 
-def test_training_fit_counts_wrong_labels_apart(tiny, ds):
+def test_label_agreement_counts_wrong_labels_apart(tiny, ds):
     """A memoriser of the noisy labels fits all of them; one of the true labels fits none of the
     wrong ones; a real module's numbers are recomputed by hand from the feature bank."""
     c = cfg(tiny, method="classifier_r", noise_rate=0.5, feature_mode="center", shots=6)
     r = engine.prepare(c)
     bank = F.train_bank(r)[0]
-    memoriser = loop.training_fit(_Lookup(bank, r.labels.noisy), r)
+    memoriser = loop.label_agreement(_Lookup(bank, r.labels.noisy), r)
     assert memoriser == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
-    truthful = loop.training_fit(_Lookup(bank, r.labels.true), r)
+    truthful = loop.label_agreement(_Lookup(bank, r.labels.true), r)
     assert truthful == {"train_fit_noisy": 0.0, "train_fit_clean": 1.0}
-    module = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
-    got = loop.training_fit(module, r)
+    module = module_of(c, r)
+    got = loop.label_agreement(module, r)
     right = module(bank).argmax(-1).numpy() == r.labels.noisy
     assert got["train_fit_noisy"] == pytest.approx(right[r.labels.is_noisy].mean())
     assert got["train_fit_clean"] == pytest.approx(right[~r.labels.is_noisy].mean())
@@ -139,19 +145,19 @@ def test_training_fit_counts_wrong_labels_apart(tiny, ds):
     assert engine.run(c.replace(noise_rate=0.0, epochs=1))["train_fit_noisy"] is None
 
 
-def test_training_fit_in_exact_mode_scores_centre_crops(tiny, ds):
+def test_label_agreement_in_exact_mode_scores_centre_crops(tiny, ds):
     """Online crops leave no bank behind, so an exact-mode run is scored on its centre crops,
     whatever bank a caller passes."""
     c = cfg(tiny, method="classifier_r", noise_rate=0.5, feature_mode="exact", shots=6)
     r = engine.prepare(c)
     [centre] = F.cached_features(r.bundle, r.dataset, "train", r.train_idx, ["center"], r.device, r.precision)
     memoriser = _Lookup(centre, r.labels.noisy)
-    assert loop.training_fit(memoriser, r) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
+    assert loop.label_agreement(memoriser, r) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
     decoy = torch.randn(3, *centre.shape)  # ignored in exact mode
-    assert loop.training_fit(memoriser, r, bank=decoy) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
-    module = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    assert loop.label_agreement(memoriser, r, bank=decoy) == {"train_fit_noisy": 1.0, "train_fit_clean": 1.0}
+    module = module_of(c, r)
     right = module(centre).argmax(-1).numpy() == r.labels.noisy
-    got = loop.training_fit(module, r)
+    got = loop.label_agreement(module, r)
     assert got["train_fit_noisy"] == pytest.approx(right[r.labels.is_noisy].mean())
     assert got["train_fit_clean"] == pytest.approx(right[~r.labels.is_noisy].mean())
 
@@ -159,10 +165,8 @@ def test_training_fit_in_exact_mode_scores_centre_crops(tiny, ds):
 def test_classifier_r_free_rows_are_unnormalised(tiny, ds):
     c = cfg(tiny, method="classifier_r_free", feature_mode="center", lr=0.5, warmup_epochs=0)
     r = engine.prepare(c)
-    free = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
-    cos = trainers.build_module(
-        c.replace(method="classifier_r"), r.bundle, r.dataset, F.generator("init", c.seed)
-    )
+    free = module_of(c, r)
+    cos = module_of(c.replace(method="classifier_r"), r)
     torch.testing.assert_close(free.class_embeddings(), cos.class_embeddings())  # same start
     loop.fit([r], [free], [F.feature_source(r)])
     norms = free.class_embeddings().norm(dim=-1)
@@ -187,14 +191,34 @@ def test_group_equals_sequential_runs(tiny, ds):
     with pytest.raises(ValueError, match="differ only in"):
         engine.run_group([cfg(tiny), cfg(tiny, shots=2)])
     with pytest.raises(ValueError, match="cached features"):
-        engine.run_group([cfg(tiny, method="linear_probe")])
+        engine.run_group([cfg(tiny, method="linear_probe"), cfg(tiny, method="linear_probe", seed=2)])
+    with pytest.raises(ValueError, match="cached features"):
+        engine.run_group([cfg(tiny, feature_mode="exact"), cfg(tiny, feature_mode="exact", seed=2)])
+    # below the store too: only runs of one groupable method train together
+    prompt = engine.prepare(cfg(tiny, feature_mode="center"))
+    head = engine.prepare(cfg(tiny, method="classifier_r", feature_mode="center"))
+    for runs in (
+        [head, head],
+        [prompt, engine.prepare(cfg(tiny, method="cls_tuning", feature_mode="center"))],
+    ):
+        with pytest.raises(ValueError, match="one groupable method"):
+            engine.train(runs)
+
+
+def test_a_group_of_one_is_a_run_of_any_method(tiny, ds):
+    c = cfg(tiny, method="classifier_r", feature_mode="center", epochs=1, noise_rate=0.25)
+    [g] = engine.run_group([c])
+    s = engine.run(c)
+    assert {k: v for k, v in g.items() if k != "seconds"} == {k: v for k, v in s.items() if k != "seconds"}
+    metrics, files = engine.train([engine.prepare(c)])
+    assert metrics[0]["test_acc"] == s["test_acc"] and files == [{}]
 
 
 def test_store_round_trip_skips_finished_runs(tiny, ds, monkeypatch):
     c = cfg(tiny, epochs=1, feature_mode="center")
     m = engine.run(c, "exp")
     assert store.is_done(c, "exp")
-    monkeypatch.setattr(engine, "train_and_evaluate", lambda *a, **k: pytest.fail("a done run was redone"))
+    monkeypatch.setattr(engine, "train_configs", lambda *a, **k: pytest.fail("a done run was redone"))
     assert engine.run(c, "exp")["test_acc"] == m["test_acc"]
     df = store.collect("exp")
     assert df.loc[0, "run_id"] == c.run_id and df.loc[0, "feature_mode"] == "center"
@@ -236,8 +260,8 @@ def test_linear_probe_and_visual_ft_run(tiny, ds):
 def test_confusion_noise_reads_zero_shot_probabilities(tiny, ds, monkeypatch):
     c = cfg(tiny, noise_kind="confusion", noise_rate=0.5)
     calls = []
-    real = labels.zeroshot_probs
-    monkeypatch.setattr(engine, "zeroshot_probs", lambda *a: calls.append(1) or real(*a))
+    real = scores.zeroshot_probs
+    monkeypatch.setattr(scores, "zeroshot_probs", lambda *a: calls.append(1) or real(*a))
     r = engine.prepare(c)
     p = real(r.bundle, r.dataset, r.train_idx, r.device, r.precision)
     assert calls == [1] and p.shape == (16, 4)
@@ -263,7 +287,7 @@ def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):
 
     c = cfg(tiny, feature_mode="exact", epochs=3, noise_rate=0.25, lr=0.05, warmup_epochs=0)
     r = engine.prepare(c)
-    m = trainers.build_module(c, r.bundle, r.dataset, F.generator("init", c.seed))
+    m = module_of(c, r)
     ref = CoOpReference(r.bundle, r.dataset.classnames, m.prompt_learner.ctx)
     assert ref.suffix.shape[1] + 1 + c.n_ctx == r.bundle.context_length  # the reference runs full length
     [hist] = loop.fit([r], [m], [F.feature_source(r)])
@@ -271,9 +295,7 @@ def test_exact_mode_matches_the_plain_coop_reference(tiny, ds):
     per_epoch = np.array(steps).reshape(c.epochs, -1).mean(1)  # 16 samples, batch 8: 2 steps an epoch
     np.testing.assert_allclose(hist["train_loss"], per_epoch, rtol=1e-5)
     torch.testing.assert_close(m.prompt_learner.ctx, ref.ctx, rtol=1e-4, atol=1e-5)  # ctx ~ 0.02
-    assert not torch.allclose(
-        ref.ctx, trainers.build_module(c, r.bundle, r.dataset, F.generator("init", 1)).prompt_learner.ctx
-    )
+    assert not torch.allclose(ref.ctx, module_of(c, r).prompt_learner.ctx)
 
 
 def test_speed_benchmark_measures_and_reports(tiny, fresh_store, tmp_path):
@@ -355,9 +377,7 @@ def test_coop_fp16_runs_keep_fp16_values_and_report_stalls(tiny, ds, monkeypatch
     assert engine.resolve_precision("coop-fp16", torch.device("cuda")) == "fp16"
     trained = []
     real_fit = loop.fit
-    monkeypatch.setattr(
-        trainers, "fit", lambda runs, mods, *a: trained.extend(mods) or real_fit(runs, mods, *a)
-    )
+    monkeypatch.setattr(base, "fit", lambda runs, mods, *a: trained.extend(mods) or real_fit(runs, mods, *a))
     m = engine.run(c)
     assert m["precision"] == "fp32" and m["update_precision"] == "fp16"
     assert len(m["stalled_updates"]) == 3 and all(0 <= s <= 1 for s in m["stalled_updates"])

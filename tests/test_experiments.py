@@ -21,8 +21,9 @@ from ptnl.sections import (
     unsupervised,
 )
 from ptnl.tools import cli, notebooks, plan
-from ptnl.train import store, upl
+from ptnl.train import ensemble, store
 from ptnl.train.config import RunConfig
+from ptnl.train.methods import ENSEMBLE_METHODS
 
 TOY = dict(backbone="toy-vit", epochs=3)
 
@@ -174,6 +175,11 @@ def test_results_returns_exactly_the_grids_finished_runs(fresh_store):
     s = common.status(cs, "exp")
     assert (s["runs"], s["done"], s["pending"]) == (3, 2, 1)
     assert common.results(cs, "never-ran").empty
+    assert len(common.results([*cs[:2], cs[0]], "exp")) == 2  # a run listed twice is one row
+    # a sweep's metrics, where given, are the rows (none read from the store; None: not done)
+    swept = common.results(cs, "never-ran", metrics=[{"test_acc": 0.7}, None, {"test_acc": 0.8}])
+    assert dict(zip(swept["run_id"], swept["test_acc"])) == {cs[0].run_id: 0.7, cs[2].run_id: 0.8}
+    assert list(swept["run_id"]) == sorted(swept["run_id"])
 
 
 def test_missing_dataset_and_weights_are_reported(fresh_store, monkeypatch, tmp_path):
@@ -251,7 +257,7 @@ def test_plan_counts_notebook_07s_upl_ensembles(plan_dirs):
     (tmp_path / "params" / "paper.yaml").write_text(yaml.safe_dump({"common": {"experiment": "p"}}))
     out = io.StringIO()
     [row] = plan.plan("paper", file=out)
-    n_methods = len(upl.METHODS)
+    n_methods = len(ENSEMBLE_METHODS)
     # per dataset: one zero-shot run (Table 5's 0-shot column) + n_prompts members per method
     assert row["notebook"] == "07_unsupervised" and row["runs"] == 2 * (1 + 2 * n_methods)
     assert row["backbones"] == ["toy-rn"] and row["pending"] == row["runs"]
@@ -286,7 +292,7 @@ def test_pretrained_reaches_every_run_and_maps_per_backbone(tmp_path):
     ens = unsupervised.sec5_unsupervised(
         backbone="toy-rn", datasets=["toy-shapes"], n_prompts=1, epochs=3, pretrained=f
     )
-    assert {m.prompt.pretrained for e in ens for m in e.members} == {f}
+    assert {m.pretrained for e in ens for m in e.members} == {f}
 
 
 def test_plan_honours_pretrained_and_reports_a_corrupt_split(plan_dirs, monkeypatch):

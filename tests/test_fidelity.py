@@ -107,7 +107,7 @@ def test_fits_go_through_the_run_store(tmp_path_factory, fresh_store, use_datase
     for k in ("classifier_r_fit", "prompt_fit", "classifier_r_test_acc", "prompt_test_acc"):
         assert 0.0 <= m[k] <= 1.0
     # a second report loads the finished runs instead of training them again
-    monkeypatch.setattr(engine, "train_and_evaluate", lambda *a, **k: pytest.fail("a done run was redone"))
+    monkeypatch.setattr(engine, "train_configs", lambda *a, **k: pytest.fail("a done run was redone"))
     assert fidelity.measure(tiny, "toy-synthetic", pretrained=None, recipe=recipe) == m
     text = fidelity.report([m, {**m, "dataset": "other"}])
     assert "feature_participation_ratio" in text and f"{m['backbone']}:other" in text

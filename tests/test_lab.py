@@ -223,7 +223,10 @@ def tiny_bundle(tmp_path_factory):
 @pytest.mark.parametrize("method", ["prompt", "classifier_r", "zeroshot"])
 def test_module_logits_use_the_run_temperature(tiny_bundle, method):
     from ptnl.tools.speed import synthetic_dataset
-    from ptnl.train.trainers import build_module
+    from ptnl.train import methods
+
+    def build_module(cfg):
+        return methods.init_module(methods.get(cfg.method), cfg, tiny_bundle, ds, "cpu")
 
     ds = synthetic_dataset(n_classes=3, train_per_class=2, test_per_class=1)
     own = tiny_bundle.model.logit_scale.detach().float().exp().item()
@@ -232,14 +235,14 @@ def test_module_logits_use_the_run_temperature(tiny_bundle, method):
     base = dict(dataset="toy-synthetic", backbone="ptnl-tiny-lab", pretrained=None, method=method, n_ctx=4)
     for temperature, want in ((7.5, 7.5), (None, own)):
         cfg = RunConfig(**base, temperature=temperature)
-        m = build_module(cfg, tiny_bundle, ds, torch.Generator().manual_seed(0))
+        m = build_module(cfg)
         assert float(m.logit_scale) == pytest.approx(want, rel=1e-6)
         assert torch.equal(tiny_bundle.model.logit_scale, before)  # the CLIP's own scale is untouched
     # the logits scale with it: T * cos, so their ratio at two temperatures is the ratio of T
     x = torch.nn.functional.normalize(torch.randn(2, 32, generator=torch.Generator().manual_seed(1)), dim=-1)
     logits = {}
     for t in (7.5, 15.0):
-        m = build_module(RunConfig(**base, temperature=t), tiny_bundle, ds, torch.Generator().manual_seed(0))
+        m = build_module(RunConfig(**base, temperature=t))
         with torch.no_grad():
             logits[t] = m(x).float()
     torch.testing.assert_close(logits[15.0], 2 * logits[7.5])

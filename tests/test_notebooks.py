@@ -7,6 +7,8 @@ import pytest
 import yaml
 
 from ptnl.core import paths
+from ptnl.sections import SECTIONS
+from ptnl.sections.parameters import Parameter, Parameters
 from ptnl.tools import notebooks
 from ptnl.tools.cli import main
 
@@ -75,14 +77,46 @@ def test_committed_notebook_structure(path):
     assert "papermill" not in nb["metadata"], "strip with `make refs` (papermill metadata left in)"
 
 
-@pytest.mark.parametrize("name", ["smoke", "toy", "paper"])
-def test_param_sets_fit_the_notebooks(name):
-    file = paths.REPO_ROOT / "params" / f"{name}.yaml"
+SETS = sorted((paths.REPO_ROOT / "params").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("file", SETS, ids=[f.stem for f in SETS])
+def test_param_sets_fit_the_notebooks(file):
+    """Every name of every set in params/ is a parameter its notebook declares (under `common`:
+    some notebook), every value has the declared type: checked against the sections' declarations."""
     if not COMMITTED:
         pytest.skip("no notebooks yet")
-    assert file.is_file()
+    spec = yaml.safe_load(file.read_text())
+    declared_somewhere = set()
     for nb in COMMITTED:
-        notebooks.load_param_set(name, nb)  # raises on any unknown name
+        declared = notebooks.notebook_parameters(nb)
+        assert declared is SECTIONS[nb.stem].parameters  # the section's declaration, not the cell's text
+        declared_somewhere |= set(declared)
+        values = notebooks.load_param_set(file.stem, nb)  # raises on an unknown name or a mistyped value
+        assert set(values) <= set(declared)
+        assert all(declared[k].accepts(v) for k, v in values.items())
+        assert set(spec.get(nb.stem) or {}) <= set(values)
+    assert set(spec.get("common") or {}) <= declared_somewhere
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("common: {epochs: '50'}\n", "parameter 'epochs' must be an integer, got '50'"),
+        ("common: {seeds: 1}\n", "parameter 'seeds' must be a list, got 1"),
+        ("02_noise_robustness: {fig1_dataset: [toy-fine]}\n", "unknown parameter 'fig1_dataset'; did you mean 'fig1_datasets'"),
+        ("02_noise_robustness: {resnet50_weights: 3}\n", "parameter 'resnet50_weights' must be a string or null, got 3"),
+        ("07_unsupervised: {n_prompts: 2.0}\n", "parameter 'n_prompts' must be an integer, got 2.0"),
+    ],
+)
+def test_a_set_is_held_to_the_sections_declarations(tmp_path, text, match):
+    file = tmp_path / "mine.yaml"
+    file.write_text(text)
+    stem = next(iter(yaml.safe_load(text)))
+    nb = paths.REPO_ROOT / "notebooks" / f"{'02_noise_robustness' if stem == 'common' else stem}.ipynb"
+    with pytest.raises(ValueError, match=match) as e:
+        notebooks.load_param_set(str(file), nb)
+    assert "\n" not in str(e.value)
 
 
 def test_common_name_no_notebook_declares_is_an_error(layout, tmp_path):
@@ -110,17 +144,23 @@ def test_broken_yaml_names_the_parameter():
     ],
 )
 def test_values_must_have_their_parameters_type(name, value, match):
-    declared = {
-        "save_figures": "True",
-        "seeds": "[1, 2, 3]",
-        "epochs": "50",
-        "backbone": "'toy-rn'",
-        "lr": "0.1",
-    }
+    declared = Parameters(
+        [
+            Parameter("save_figures", True),
+            Parameter("seeds", [1, 2, 3]),
+            Parameter("epochs", 50),
+            Parameter("backbone", "toy-rn"),
+            Parameter("lr", 0.1),
+        ]
+    )
     with pytest.raises(ValueError, match=match):
         notebooks.check_values({name: value}, declared, "override")
     notebooks.check_values({"lr": 1, "save_figures": False, "seeds": [1]}, declared, "override")  # fine
-    notebooks.check_values({"pretrained": {"RN50": "/x.pt"}}, {"pretrained": "'default'"}, "override")
+    pretrained = SECTIONS["00_quickstart"].parameters
+    for value in ({"RN50": "/x.pt"}, None, "/x.pt", "default"):
+        notebooks.check_values({"pretrained": value}, pretrained, "override")
+    with pytest.raises(ValueError, match="'pretrained' must be a string or a mapping or null, got 3"):
+        notebooks.check_values({"pretrained": 3}, pretrained, "override")
 
 
 def test_an_override_goes_to_the_notebooks_that_declare_it(layout, monkeypatch, capsys):
@@ -252,23 +292,28 @@ def test_unknown_parameter_messages_are_sentences(layout):
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.name for p in COMMITTED])
 def test_a_notebook_whose_grid_takes_pretrained_declares_and_passes_it(path):
     """`-p pretrained FILE` reaches every notebook whose runs take weights (notebook 10 included):
-    declared in its parameters cell and handed to its grid, never dropped for `default`."""
+    declared by its section and handed to its grid, never dropped for `default`."""
     import inspect
 
-    from ptnl.sections import SECTIONS
-
-    section = SECTIONS.get(path.stem)
-    if section is None or "pretrained" not in inspect.signature(section.runs).parameters:
+    section = SECTIONS[path.stem]
+    if "pretrained" not in inspect.signature(section.grid).parameters:
         pytest.skip("its runs take no pretrained weights")
     assert "pretrained" in notebooks.notebook_parameters(path)
-    cells = json.loads(path.read_text())["cells"]
-    code = "".join(
+    params = {**section.parameters.defaults(), "pretrained": None}
+    assert {c.pretrained for c in section.build(params)} == {None}
+    code = _code(path)
+    assert f'params = check_parameters("{path.stem}", globals())' in code
+    assert "section.SECTION.runs(params)" in code
+
+
+def _code(path) -> str:
+    """The notebook's code, its parameters and papermill's injected cells left out."""
+    return "".join(
         "".join(c["source"])
-        for c in cells
+        for c in json.loads(path.read_text())["cells"]
         if c["cell_type"] == "code"
         and not set(c["metadata"].get("tags", [])) & {"parameters", "injected-parameters"}
     )
-    assert "pretrained=pretrained" in code
 
 
 def test_notebook_10_takes_pretrained_from_the_command_line(monkeypatch):

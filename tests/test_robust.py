@@ -1,5 +1,7 @@
 """The noisy-label prompt learners after the paper (NLPrompt, JoAPR) and the clean-sample selectors."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -45,6 +47,29 @@ def test_selectors_report_every_detector(runs):
             assert 0.5 < m[f"{name}_noise_auroc"] <= 1.0
             assert 0.0 <= m[f"{name}_noise_recall"] <= 1.0
         assert m["ot_wrong_to_right"] >= 0 and "small_loss_wrong_to_right" not in m
+
+
+def test_each_learners_own_loop_gives_its_runs_scores(runs):
+    """The families hand each method to its own loop: called directly on the prepared run, each
+    loop gives exactly the scores the engine stored (the engine adds only the context metrics)."""
+    from ptnl.train.methods import joapr, nlprompt, selectors
+
+    loops = {
+        "nlprompt_mae": nlprompt.FAMILY.learn,
+        "nlprompt": nlprompt.FAMILY.learn,
+        "nlprompt_ot_ce": nlprompt.FAMILY.learn,
+        "joapr": joapr.train_joapr,
+        "select_zeroshot": selectors.train_selectors,
+        "select_prompt": selectors.train_selectors,
+    }
+    for name, loop in loops.items():
+        r = engine.prepare(_cfg(name))
+        got = loop(methods.get(name), r)
+        stored = runs[name]
+        assert json.dumps(got, sort_keys=True) == json.dumps({k: stored[k] for k in got}, sort_keys=True), (
+            name
+        )
+        assert set(stored) - set(got) == set(engine.context_metrics(r, 0.0)), name
 
 
 def test_recipe_rules():
@@ -102,7 +127,7 @@ def test_sinkhorn_is_pots():
 
 
 def test_joapr_takes_its_readmes_settings_where_it_gives_them():
-    from ptnl.train.robust import joapr_recipe
+    from ptnl.train.methods.joapr import joapr_recipe
 
     def get(**kw):
         r = joapr_recipe(RunConfig(**{"dataset": "toy-shapes", "method": "joapr", **kw}))

@@ -6,35 +6,31 @@ import pytest
 from procs import claim_as, dead_pid
 
 from ptnl.core import paths
-from ptnl.train import store, sweep, trainers
+from ptnl.train import store, sweep
 from ptnl.train.config import RunConfig
+from ptnl.train.methods import base
 
 
 @pytest.fixture
 def fake_engine(monkeypatch):
-    """engine.run/run_group replaced by bookkeeping: the sweep logic is what is tested here."""
+    """engine.train_configs (what trains and stores a batch, under the claims the engine takes)
+    replaced by bookkeeping: the sweep logic is what is tested here."""
     from ptnl.train import engine
 
     calls = []
 
-    def run(cfg, experiment, device=None, progress=False):
-        if cfg.seed == 666:
+    def train_configs(cfgs, experiment, device=None, progress=False):
+        if any(c.seed == 666 for c in cfgs):
             raise KeyboardInterrupt
-        calls.append([cfg.run_id])
-        m = {"test_acc": cfg.noise_rate}
-        store.finish_run(cfg, experiment, m)
-        return m
-
-    def run_group(cfgs, experiment, device=None, progress=False):
         calls.append([c.run_id for c in cfgs])
-        out = []
+        out = {}
         for c in cfgs:
-            store.finish_run(c, experiment, {"test_acc": c.noise_rate})
-            out.append({"test_acc": c.noise_rate})
+            assert store.claim_path(c, experiment).exists(), "trained without its claim"
+            out[c.run_id] = {"test_acc": c.noise_rate}
+            store.write_run(c, experiment, out[c.run_id])
         return out
 
-    monkeypatch.setattr(engine, "run", run)
-    monkeypatch.setattr(engine, "run_group", run_group)
+    monkeypatch.setattr(engine, "train_configs", train_configs)
     return calls
 
 
@@ -247,7 +243,7 @@ def test_failed_runs_leave_nothing_in_the_store(tiny_world, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("mid-training")
 
-    monkeypatch.setattr(trainers, "fit", boom)
+    monkeypatch.setattr(base, "fit", boom)
     with pytest.raises(RuntimeError):
         engine.run(good, "exp")
     with pytest.raises(RuntimeError):
@@ -262,9 +258,14 @@ def test_engine_run_waits_for_a_live_owner_and_takes_over_a_dead_ones(fresh_stor
 
     monkeypatch.setattr(store, "POLL_SECONDS", 0.05, raising=False)
     trained = []
-    monkeypatch.setattr(
-        engine, "train_and_evaluate", lambda c, *a: trained.append(c.seed) or {"test_acc": 0.1}
-    )
+
+    def train_configs(cs, experiment, *a, **k):
+        for c in cs:
+            trained.append(c.seed)
+            store.write_run(c, experiment, {"test_acc": 0.1})
+        return {c.run_id: {"test_acc": 0.1} for c in cs}
+
+    monkeypatch.setattr(engine, "train_configs", train_configs)
     a, b = RunConfig(dataset="DTD"), RunConfig(dataset="DTD", seed=2)
     claim = claim_as(a, "exp", os.getppid())  # a live process (pytest's parent) trains it
     t, out = _in_thread(lambda: engine.run(a, "exp"))

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ptnl.core.checks import choice
 from ptnl.data import manifest, protocols, pseudo
 from ptnl.data.noise import CONFUSION_FROM, NoisyLabels, add_noise
 from ptnl.data.noise import KINDS as RELABEL_KINDS
@@ -182,8 +183,7 @@ def check(req: LabelRequest) -> None:
     if req.kind not in KINDS:
         raise ValueError(f"noise_kind must be one of {', '.join(KINDS)}, got {req.kind!r}")
     src = KINDS[req.kind]
-    if req.confusion_from not in CONFUSION_FROM:
-        raise ValueError(f"confusion_from must be one of {CONFUSION_FROM}, got {req.confusion_from!r}")
+    choice("confusion_from", req.confusion_from, CONFUSION_FROM)
     for name, hint in (
         ("confusion_from", "only applies to noise_kind='confusion'; leave it at 'matrix'"),
         ("fill", "only applies to the pseudo-label kinds (pseudo_topk, pseudo_random); leave it at 'all'"),

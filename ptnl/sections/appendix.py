@@ -17,6 +17,7 @@ from ptnl.report.claims import best_other, claim
 from ptnl.report.tables import acc
 from ptnl.sections.attribution import sec43_attribution
 from ptnl.sections.common import HIGH_NOISE, SGD_LINEAR, Section, config, grid, shared_fields, unique
+from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 ROBUST_LOSSES = ("ce", "gce", "sce", "nce_rce")
@@ -127,8 +128,31 @@ def robust_loss_claims(
     return out
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    "backbone",
+    "pretrained",
+    SHARED["datasets"].but(
+        default=["toy-shapes", "toy-fine", "toy-textures", "toy-scatter"],
+        comment="paper: seven datasets (all but ImageNet)",
+    ),
+    "noise_rates",
+    "seeds",
+    Parameter("random_prompt_draws", 20, "paper: 100"),
+    Parameter("robust_losses", ["ce", "gce", "sce", "nce_rce"]),
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "08_appendix",
     "Appendix: Tables 6-8, Figures 8-9",
     appendix,
+    parameters=PARAMETERS,
 )

@@ -17,6 +17,7 @@ from ptnl.models.weights import canonical_name
 from ptnl.report.claims import claim, min_over_rates
 from ptnl.report.tables import RATIO_DECIMALS, acc, rates
 from ptnl.sections.common import HIGH_NOISE, Section, config, grid, pretrained_by_backbone, unique
+from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 
@@ -154,8 +155,29 @@ def backbone_claims(s: pd.DataFrame, backbones: Sequence[str], keep: float = 0.7
     return out
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    SHARED["backbone"].but(comment="the backbone of Figure 5"),
+    Parameter("backbones", ["toy-rn", "toy-vit"], "Table 3 (paper: RN50, ViT-B-32)"),
+    "pretrained",
+    SHARED["datasets"].but(comment="Figure 5 (paper: OxfordPets, Food101, DTD, UCF101)"),
+    Parameter("table3_datasets", ["toy-shapes", "toy-fine"], "Table 3 (paper: all eight)"),
+    Parameter("n_ctxs", [0, 4, 16], "context lengths; 0 is Ctx-0 (class name only)"),
+    "noise_rates",
+    "seeds",
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "05_architectures",
     "Section 4.5: context length and backbone (Figure 5, Table 3)",
     sec45_architectures,
+    parameters=PARAMETERS,
 )

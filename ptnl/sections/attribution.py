@@ -13,6 +13,7 @@ import pandas as pd
 from ptnl.report.claims import best_other, claim, min_over_rates
 from ptnl.report.tables import acc, drop
 from ptnl.sections.common import HIGH_NOISE, Section, grid, shared_fields
+from ptnl.sections.parameters import SHARED
 from ptnl.train.config import RunConfig
 
 TABLE1_METHODS = ("classifier_r", "classifier_c", "tenc_ft", "prompt")
@@ -111,8 +112,26 @@ def table2_claims(s: pd.DataFrame) -> list[dict]:
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    "backbone",
+    "pretrained",
+    "datasets",
+    "noise_rates",
+    "seeds",
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "03_robustness_attribution",
     "Section 4.3: class embeddings and learned prompt parts (Tables 1, 2)",
     sec43_attribution,
+    parameters=PARAMETERS,
 )

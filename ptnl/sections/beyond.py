@@ -35,6 +35,7 @@ from ptnl.report import reference
 from ptnl.report.claims import claim
 from ptnl.report.tables import ACC_DECIMALS, SEEDS, acc, seed_values, select, summarize, tidy
 from ptnl.sections.common import Section, check_rate, config, shared_fields, unique
+from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 from ptnl.train.methods import METHODS as METHODS_REGISTRY
 from ptnl.train.methods import label, short, variant
@@ -349,8 +350,36 @@ def beyond_claims(s: pd.DataFrame, high: float = HIGH) -> list[dict]:
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    "backbone",
+    "pretrained",
+    SHARED["datasets"].but(default=["toy-shapes"], comment=""),
+    Parameter(
+        "protocols",
+        {"symmetric": [0.5], "ptnl": [0.25, 0.5], "nlprompt_sym": [0.25, 0.5], "nlprompt_asym": [0.5], "instance": [0.5]},
+        "each noise protocol and its noisy rates (every method also runs once clean)",
+        comment_above=True,
+    ),
+    Parameter(
+        "real_noise_datasets",
+        [],
+        "noisy as shipped, trained on their own labels: Food101N, CIFAR10N-worse, CIFAR100N, ...",
+    ),
+    SHARED["seeds"].but(default=[1, 2]),
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "10_beyond",
     "Beyond the paper: the noisy-label prompt-learning bench (NLPrompt, JoAPR, noise protocols)",
     bench_runs,
+    parameters=PARAMETERS,
 )

@@ -4,8 +4,9 @@ the runs back, and the ``Section`` a notebook is built around.
 Each section module (one per notebook) has a grid function that takes the notebook's own parameter
 names (backbone, datasets, noise_rates, seeds, epochs, ...), builds every run through ``config``
 (so a bad value fails there, before anything trains, with RunConfig's message) and returns the
-grid in a fixed order. The notebooks then call ``ptnl.train.sweep.sweep`` on it and ``results``
-to read back exactly these runs.
+grid in a fixed order, and declares the notebook's parameters once (``ptnl.sections.parameters``).
+The notebooks hand their parameters to ``Section.runs``, then call ``ptnl.train.sweep.sweep`` on
+the grid and ``results`` to read back exactly these runs.
 
 All notebooks of one parameter set share one experiment folder (``experiment: toy`` etc.), so a
 run that two sections need (prompt tuning with CE at 50 % noise appears in Sections 4.2 to 4.6)
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ from ptnl.core.checks import as_list, is_fraction
 from ptnl.data import disk_status, on_disk
 from ptnl.models.visual import imagenet_resnet50_on_disk
 from ptnl.models.weights import canonical_name, known_backbones, looks_like_path, weights_available
+from ptnl.sections.parameters import Parameters
 from ptnl.train import engine, methods, store
 from ptnl.train import features as F
 from ptnl.train.config import RunConfig
@@ -260,20 +262,40 @@ def describe(configs: Sequence[RunConfig], experiment: str) -> str:
 class Section:
     """One paper section, as its notebook uses it.
 
-    ``runs`` is the grid function (the notebook's parameters in, its runs out); ``describe`` says
-    what a sweep of them will do and ``results`` reads their finished runs back; ``stored`` turns
-    the grid into the configs the run store holds where those differ from the grid's items
-    (Section 5: its zero-shot runs and every ensemble member)."""
+    ``grid`` is the grid function (the notebook's parameters in, as keywords; its runs out) and
+    ``parameters`` the notebook's parameters, declared once (``ptnl.sections.parameters``: its
+    ``parameters`` cell is generated from them and every set and override is checked against
+    them); ``runs`` builds the grid from a dict of them; ``describe`` says what a sweep of them
+    will do and ``results`` reads their finished runs back; ``stored`` turns the grid into the
+    configs the run store holds where those differ from the grid's items (Section 5: its zero-shot
+    runs and every ensemble member)."""
 
     stem: str  # the notebook's file stem, e.g. "03_robustness_attribution"
     title: str  # the part of the paper it reproduces
-    runs: Callable[..., list]
+    grid: Callable[..., list]
+    parameters: Parameters
     describe: Callable[[Sequence, str], str] = describe
     results: Callable[[Sequence, str], pd.DataFrame] = results
     stored: Callable[[list], list] | None = None  # None: the grid's items themselves
 
+    def __post_init__(self):
+        required = [
+            name
+            for name, p in inspect.signature(self.grid).parameters.items()
+            if p.default is inspect.Parameter.empty and name not in self.parameters
+        ]
+        if required:
+            raise ValueError(f"{self.stem}: the grid takes {', '.join(required)}, which its parameters do not declare")
+
+    def runs(self, params: Mapping | None = None, /, **keywords) -> list:
+        """The grid: from a dict of notebook parameters (what ``check_parameters`` returns; names
+        the grid does not take, device, experiment ..., are ignored), from keywords as the grid
+        function takes them, or from both (the keywords win)."""
+        accepted = inspect.signature(self.grid).parameters
+        given = {k: v for k, v in (params or {}).items() if k in accepted}
+        return self.grid(**{**given, **keywords})
+
     def build(self, params: dict) -> list:
-        """The stored runs from a dict of notebook parameters (names ``runs`` does not take are ignored)."""
-        accepted = inspect.signature(self.runs).parameters
-        out = self.runs(**{k: v for k, v in params.items() if k in accepted})
+        """The stored runs from a dict of notebook parameters (names the grid does not take are ignored)."""
+        out = self.runs(params)
         return self.stored(out) if self.stored is not None else out

@@ -16,6 +16,7 @@ from ptnl.core.checks import as_list
 from ptnl.report.claims import claim
 from ptnl.report.tables import RATIO_DECIMALS, acc
 from ptnl.sections.common import HIGH_NOISE, Section, check_rate, config, grid, shared_fields, unique
+from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 
@@ -123,8 +124,32 @@ def sec46_claims(linear: str = "linear_probe", concentration: dict | None = None
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    "backbone",
+    "pretrained",
+    SHARED["datasets"].but(comment="Table 4 (paper: OxfordPets, Food101, DTD, UCF101)"),
+    Parameter("confusion_datasets", ["toy-fine"], "Figure 6 (paper: OxfordPets, UCF101)"),
+    "noise_rate",
+    Parameter(
+        "confusion_from",
+        "matrix",
+        'a mislabelled image\'s wrong class: "matrix" (one per class, the paper\'s) or "sample"',
+    ),
+    "seeds",
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "06_correlated_noise",
     "Section 4.6: correlated noise (Figure 6, Table 4)",
     sec46_correlated,
+    parameters=PARAMETERS,
 )

@@ -17,6 +17,7 @@ from ptnl.models.losses import get_loss
 from ptnl.report.claims import CLAIM_COLUMNS, claim, exact
 from ptnl.report.tables import acc, rates
 from ptnl.sections.common import HIGH_NOISE, Section, config, grid, shared_fields
+from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 
@@ -138,8 +139,27 @@ def gce_claims(s: pd.DataFrame, q_best_margin: float = 2.0) -> list[dict]:
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    "backbone",
+    "pretrained",
+    "dataset",
+    SHARED["noise_rates"].but(default=[0.0, 0.5]),
+    "seeds",
+    Parameter("qs", [0.25, 0.5, 1.0], "GCE q values; 1.0 is MAE; CE always runs alongside"),
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "01_prompt_tuning_gce",
     "Section 3: prompt tuning with GCE",
     sec3_gce,
+    parameters=PARAMETERS,
 )

@@ -13,6 +13,7 @@ import pandas as pd
 from ptnl.report.claims import claim
 from ptnl.report.tables import RATIO_DECIMALS, select
 from ptnl.sections.common import SGD_LINEAR, Section, check_rate, grid, shared_fields
+from ptnl.sections.parameters import SHARED
 from ptnl.train.config import RunConfig
 
 
@@ -68,8 +69,25 @@ def sec44_claims(linear: str) -> list[dict]:
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    "backbone",
+    "pretrained",
+    "datasets",
+    "noise_rate",
+    "seeds",
+    "epochs",
+    "shots",
+    "device",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "04_noisy_gradients",
     "Section 4.4: noisy-to-clean gradient norms (Figure 4)",
     sec44_gradients,
+    parameters=PARAMETERS,
 )

@@ -30,6 +30,7 @@ from ptnl.models.weights import canonical_name
 from ptnl.report.claims import claim
 from ptnl.report.tables import SEEDS, SeedValues
 from ptnl.sections.common import Section, config, unique
+from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 NAMES = {"fixed": "prompt", "learned": "cls_tuning"}  # class-name tokens -> the method that trains them
@@ -385,10 +386,36 @@ def lab_claims(t: pd.DataFrame) -> list[dict]:
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    SHARED["backbone"].but(comment="the lab's snapshots are toy-rn's (ptnl/models/toy/checkpoints/lab/)"),
+    Parameter("class_counts", [8, 32], "toy-objects-<C>: 8, 16, 32, 64"),
+    Parameter("shot_counts", [4, 16]),
+    Parameter(
+        "checkpoints",
+        ["step500", "default"],
+        '"default": all 6000 steps; "step<k>": a snapshot of the same run',
+    ),
+    Parameter("class_names", ["fixed", "learned"], "fixed: prompt tuning; learned: CLS-Tuning"),
+    Parameter(
+        "temperatures", [None], "None: the checkpoint's calibrated temperature; e.g. 100.0 (CLIP's)"
+    ),
+    "noise_rate",
+    SHARED["seeds"].but(default=[1, 2]),
+    "epochs",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "09_toy_lab",
     "The toy lab (beyond the paper): classes, shots, embedding strength, class names, temperature",
     lab_runs,
+    parameters=PARAMETERS,
 )
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from ptnl.report.claims import claim
 from ptnl.report.tables import acc, rates
 from ptnl.sections.common import HIGH_NOISE, Section, config, grid, shared_fields
+from ptnl.sections.parameters import SHARED
 from ptnl.train.config import RunConfig
 
 
@@ -52,8 +53,35 @@ def quickstart_claims(s: pd.DataFrame) -> list[dict]:
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    SHARED["backbone"].but(comment="toy-vit / toy-rn (toy world) or RN50 / ViT-B-32 (real CLIP)"),
+    "pretrained",
+    SHARED["dataset"].but(comment="a ptnl.data.toy.TOY_TASKS name, or one of the paper's datasets"),
+    SHARED["noise_rates"].but(
+        default=[0.0, 0.5], comment="share of each class's training labels replaced by a wrong class"
+    ),
+    SHARED["seeds"].but(comment="each seed draws its own few-shot set, noise and initialisation"),
+    "epochs",
+    "shots",
+    "device",
+    SHARED["group_size"].but(
+        comment="prompt-tuning runs trained together in one batched text pass (1: one by one)"
+    ),
+    "workers",
+    SHARED["feature_mode"].but(
+        comment='precomputed augmented views (one per epoch); "exact" re-encodes every batch'
+    ),
+    SHARED["experiment"].but(comment="run-store folder: results/<experiment>/"),
+    SHARED["save_figures"].but(
+        comment="write figures/ (the toy set's are the committed ones; other experiments' go to "
+        "figures/<experiment>/)"
+    ),
+)
+
 SECTION = Section(
     "00_quickstart",
     "Quickstart: prompt tuning on clean and noisy labels vs zero-shot CLIP",
     quickstart,
+    parameters=PARAMETERS,
 )

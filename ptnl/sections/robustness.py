@@ -14,6 +14,7 @@ from ptnl.core.checks import as_list
 from ptnl.report.claims import claim
 from ptnl.report.tables import acc, drop
 from ptnl.sections.common import HIGH_NOISE, SGD_LINEAR, Section, grid, shared_fields
+from ptnl.sections.parameters import NONE, SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 SEC42_FIG2 = (
@@ -114,8 +115,37 @@ def sec42_claims(
     ]
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    "backbone",
+    "pretrained",
+    SHARED["datasets"].but(comment="Figure 2 (paper: OxfordPets, Food101, DTD, UCF101)"),
+    Parameter(
+        "fig1_datasets",
+        ["toy-shapes"],
+        "Figure 1 adds visual fine-tuning here (paper: DTD, UCF101); [] skips Figure 1",
+    ),
+    Parameter(
+        "resnet50_weights",
+        None,
+        "visual fine-tuning's ImageNet ResNet-50 file (real backbones); None: torchvision's, from torch's cache",
+        types=(str, NONE),
+    ),
+    "noise_rates",
+    "seeds",
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "02_noise_robustness",
     "Section 4.2: robustness to noisy labels (Figures 1, 2)",
     sec42_robustness,
+    parameters=PARAMETERS,
 )

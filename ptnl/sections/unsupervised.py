@@ -22,6 +22,7 @@ from ptnl.report.claims import claim
 from ptnl.report.tables import SEEDS, acc, fmt, seed_values
 from ptnl.sections.common import Section, pretrained_for
 from ptnl.sections.common import config as run_config
+from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 from ptnl.train.ensemble import (
     PAPER_N_PROMPTS,
@@ -379,10 +380,36 @@ def stored_configs(ensembles: Sequence[Ensemble]) -> list:
     return zeroshot_configs(ensembles) + members(ensembles)
 
 
+# The notebook's parameters, in the order of its parameters cell (generated from them).
+PARAMETERS = SHARED.pick(
+    SHARED["backbone"].but(
+        comment="pseudo-labels and prompt tuning (paper: RN50; toy-rn's zero-shot is the toy world's best)"
+    ),
+    "pretrained",
+    SHARED["datasets"].but(
+        default=["toy-shapes", "toy-fine", "toy-textures", "toy-scatter"], comment="paper: Table 5's eight datasets"
+    ),
+    Parameter("n_prompts", 4, "prompts per ensemble, trained from different seeds (paper: 4)"),
+    SHARED["seeds"].but(default=[1], comment="repeats of the whole experiment (paper: one ensemble per dataset)"),
+    "epochs",
+    SHARED["shots"].but(comment="K images per pseudo-class (paper: 16)"),
+    Parameter(
+        "fill",
+        "all",
+        'classes with fewer than K pseudo-labels: "all" (take them all) or "replace" (top up to K)',
+    ),
+    "device",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)
+
 SECTION = Section(
     "07_unsupervised",
     "Section 5: unsupervised prompt tuning, UPL and Robust UPL (Table 5)",
     sec5_unsupervised,
+    parameters=PARAMETERS,
     describe=describe,
     results=ensemble_rows,
     stored=stored_configs,

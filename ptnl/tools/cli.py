@@ -25,7 +25,7 @@ read as YAML scalars (``0.5``, ``true``, ``null``), dotted keys reach into dicts
 ``noise export --out FILE`` writes a config's noise manifest (``ptnl.data.manifest``): the very
 training set and labels, which ``--noise-kind manifest --noise-file FILE`` trains on again.
 
-The other subcommands: ``plan`` (what a parameter set's notebooks will run), ``notebooks run|refs``
+The other subcommands: ``plan`` (what a parameter set's notebooks will run), ``notebooks run|refs|params``
 (``ptnl.tools.notebooks``), ``bench`` (the speed and memory benchmark, ``ptnl.tools.speed``), ``gpu-check``
 (``ptnl.tools.gpucheck``), ``fidelity`` (``ptnl.tools.fidelity``) and ``toy pretrain|sanity``
 (``ptnl.tools.toy.pretrain``, ``ptnl.tools.toy.sanity``, ``ptnl.tools.toy.snapshots``). Each of those modules declares its own flags
@@ -64,7 +64,7 @@ from ptnl.train.sweep import grid, parse_shard, quiet, sweep, take_shard, unflat
 
 # The tool subcommands (name, module, help); each module has add_arguments(parser) and command(args).
 TOOLS = (
-    ("notebooks", notebooks, "execute the notebooks (run), or in place against the shipped results (refs)"),
+    ("notebooks", notebooks, "execute the notebooks (run), or in place against the shipped results (refs); write their parameters cells (params)"),
     ("shipped", shipped, "compare a store with the shipped toy results (compare), or replace them (update)"),
     ("docs", docs, "write docs/results.md and the README's claims table from the committed notebooks"),
     ("bench", speed, "speed and memory benchmark against a plain CoOp step (build/bench.json)"),

@@ -7,8 +7,18 @@ declares those parameters, and one section per notebook (keyed by its file stem,
 ``02_noise_robustness``) that overrides it; ``--set`` also takes a set file's path, and ``-f`` a set
 file (layered over ``--set``). Overrides given as ``-p NAME VALUE`` (papermill's shape) or ``-f file.yaml`` are parsed as YAML
 (``-p seeds "[1, 2]"`` is a list, ``-p csc true`` a bool): papermill's own ``-p`` guesses types and
-turns lists into strings. Every name is checked against the notebook's ``parameters`` cell: a
-mistyped name is an error naming the closest valid one, never a silently ignored variable.
+turns lists into strings. Every name is checked against the notebook's declared parameters: a
+mistyped name is an error naming the closest valid one, never a silently ignored variable, and
+every value against its parameter's type.
+
+A companion notebook's parameters are declared once, in its section (``ptnl.sections.parameters``;
+``ptnl.sections.SECTIONS[stem].parameters``): its ``parameters`` cell is generated from them
+(``python -m ptnl notebooks params`` writes the committed cells, ``--check`` fails where one
+differs), the sets in ``params/`` and every override are checked against them, and the
+notebook's first cell, ``params = check_parameters(stem, globals())``, checks papermill's injected
+values against them and returns the dict its grid takes (``section.SECTION.runs(params)``). Any
+other notebook (a copy elsewhere, one of your own) is declared by its ``parameters`` cell, as
+papermill reads it.
 """
 
 from __future__ import annotations
@@ -16,36 +26,82 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import json
 import os
 import sys
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ptnl.core import paths
 
+if TYPE_CHECKING:  # ptnl.sections is imported where it is used: it brings torch and tqdm (check_parameters)
+    from ptnl.sections.parameters import Parameter, Parameters
+
 PARAMS_DIR = paths.REPO_ROOT / "params"
-NOTEBOOKS_DIR = paths.REPO_ROOT / "notebooks"
+NOTEBOOKS_DIR = paths.REPO_ROOT / "notebooks"  # where the runner looks for notebooks (and params/ sections)
+PACKAGE_NOTEBOOKS = paths.REPO_ROOT / "notebooks"  # the companion notebooks, generated from their sections
 KERNEL = "python3"
+PARAMETERS_TAG = "parameters"
 
 
-def notebook_parameters(notebook: Path) -> dict:
-    """Names and default values (as source text) of the notebook's ``parameters`` cell."""
+def section_of(notebook: str | Path):
+    """The section ``notebook`` is the companion notebook of (``notebooks/<stem>.ipynb`` of this
+    package, its stem in ``ptnl.sections.SECTIONS``), or None: a copy elsewhere, another notebook."""
+    from ptnl.sections import SECTIONS
+
+    notebook = Path(notebook)
+    if notebook.stem in SECTIONS and notebook.resolve().parent == PACKAGE_NOTEBOOKS.resolve():
+        return SECTIONS[notebook.stem]
+    return None
+
+
+def notebook_parameters(notebook: str | Path) -> Parameters:
+    """The parameters ``notebook`` declares, name -> ``Parameter`` (default, comment, types): a
+    companion notebook's from its section, any other notebook's from its parameters cell."""
+    section = section_of(notebook)
+    return section.parameters if section is not None else cell_parameters(notebook)
+
+
+def cell_parameters(notebook: str | Path) -> Parameters:
+    """The parameters a notebook's ``parameters`` cell declares, as papermill reads them: each
+    default a literal (an expression is kept as its source text, and takes a value of any type),
+    a shared parameter's types where the shared declaration names them (``pretrained``)."""
     import papermill
 
-    return {name: spec["default"] for name, spec in papermill.inspect_notebook(str(notebook)).items()}
+    from ptnl.sections.parameters import SHARED, Parameter, Parameters
+
+    out = []
+    for name, spec in papermill.inspect_notebook(str(notebook)).items():
+        source = spec["default"]
+        try:
+            default, expression = ast.literal_eval(source), ""
+        except (ValueError, SyntaxError):
+            default, expression = source, source
+        types = () if expression else SHARED[name].types if name in SHARED else None
+        try:
+            out.append(Parameter(name, default, spec.get("help") or "", types=types, source=expression))
+        except (ValueError, TypeError):  # a literal the cell writer would not write (a tuple, a set)
+            out.append(Parameter(name, source, spec.get("help") or "", types=(), source=source))
+    return Parameters(out)
 
 
 def committed_notebooks() -> list[Path]:
     return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
-def declared_anywhere() -> dict:
-    """Every parameter some committed notebook declares (name -> default source text)."""
+def declared_anywhere() -> Parameters:
+    """Every parameter some committed notebook declares (the first notebook's declaration of each name)."""
+    from ptnl.sections.parameters import Parameters
+
     out = {}
     for nb in committed_notebooks():
-        out.update(notebook_parameters(nb))
-    return out
+        for name, p in notebook_parameters(nb).items():
+            out.setdefault(name, p)
+    return Parameters(out.values())
 
 
 def set_file(name) -> Path:
@@ -97,7 +153,7 @@ def load_param_set(name, notebook: Path) -> dict:
     return values
 
 
-def check_names(values: dict, declared: dict, where: str, whose: str = "this notebook"):
+def check_names(values: dict, declared: Mapping, where: str, whose: str = "this notebook"):
     for name in values:
         if name not in declared:
             close = difflib.get_close_matches(name, declared, n=1)
@@ -107,36 +163,22 @@ def check_names(values: dict, declared: dict, where: str, whose: str = "this not
             )
 
 
-# Parameters whose values need not have the type of their default.
-FREE_TYPES = {"pretrained": (str, dict, type(None))}
-
-
 def _type_name(types: tuple) -> str:
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
              dict: "a mapping", type(None): "null"}  # fmt: skip
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-def check_values(values: dict, declared: dict, where: str) -> None:
-    """Each value has its parameter's type, read off the default in the parameters cell: booleans
-    only booleans (``-p save_figures maybe`` is an error, not a truthy string), integers not
-    booleans, numbers ints or floats, lists lists (papermill's ``-p`` passes a list as a string)."""
+def check_values(values: dict, declared: Mapping[str, Parameter], where: str) -> None:
+    """Each value has its parameter's declared type (``Parameter.allowed``, read off its default):
+    booleans only booleans (``-p save_figures maybe`` is an error, not a truthy string), integers
+    not booleans, numbers ints or floats, lists lists (papermill's ``-p`` passes a list as a
+    string); ``pretrained`` a tag, a file, null or a mapping. Names not declared are not checked here."""
     for name, value in values.items():
-        if name not in declared:
+        p = declared.get(name)
+        if p is None or p.accepts(value):
             continue
-        if name in FREE_TYPES:
-            allowed = FREE_TYPES[name]
-        else:
-            try:
-                default = ast.literal_eval(declared[name])
-            except (ValueError, SyntaxError):
-                continue  # a default that is an expression: no type to hold the value to
-            if default is None:
-                continue
-            allowed = (int, float) if type(default) is float else (type(default),)
-        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-        if ok:
-            continue
+        allowed = p.allowed
         hint = ""
         if list in allowed and isinstance(value, str):
             hint = (
@@ -268,15 +310,90 @@ def injected_names() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_parameters(notebook: str, namespace: dict) -> None:
-    """First line of every notebook: the injected names exist in its parameters cell and every
-    parameter has its default's type, so a typo fails before anything runs (papermill itself only
-    warns). Also makes ptnl's bad-input errors show as one line in this notebook."""
+def check_parameters(notebook: str, namespace: dict) -> dict:
+    """First line of every notebook, ``params = check_parameters(stem, globals())``: the injected
+    names are parameters the notebook declares and every parameter has its declared type, so a
+    typo fails before anything runs (papermill itself only warns). Returns the notebook's
+    parameters, name -> value from ``namespace``: what ``section.SECTION.runs(params)`` takes.
+    Also makes ptnl's bad-input errors show as one line in this notebook."""
     show_errors_in_one_line()
+    # The declarations' sections import tqdm: in a kernel without ipywidgets its bars are plain text,
+    # which is what the notebooks want (their first cell says so too, after this line).
+    warnings.filterwarnings("ignore", message="IProgress not found")
     notebook = Path(notebook) if notebook.endswith(".ipynb") else NOTEBOOKS_DIR / f"{notebook}.ipynb"
     declared = notebook_parameters(notebook)
     check_names({k: None for k in injected_names()}, declared, f"{notebook.name}", "this notebook")
-    check_values({k: namespace[k] for k in declared if k in namespace}, declared, notebook.name)
+    missing = [k for k in declared if k not in namespace]
+    if missing:
+        raise ValueError(
+            f"{notebook.name}: parameters {', '.join(missing)} are not defined: run its parameters cell first"
+        )
+    values = {k: namespace[k] for k in declared}
+    check_values(values, declared, notebook.name)
+    return values
+
+
+# -- the parameters cells of the companion notebooks ---------------------------------------------
+
+
+def parameters_cell(nb: dict, name: str) -> dict:
+    """The one cell of notebook JSON ``nb`` tagged ``parameters`` (papermill needs exactly one)."""
+    cells = [c for c in nb["cells"] if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{name}: {len(cells)} cells tagged {PARAMETERS_TAG!r}; papermill needs exactly one")
+    return cells[0]
+
+
+def generated_cell(notebook: str | Path) -> str:
+    """The source of ``notebook``'s parameters cell, generated from its section's declarations."""
+    section = section_of(notebook)
+    if section is None:
+        raise ValueError(
+            f"{Path(notebook).name}: not a companion notebook (notebooks/<stem>.ipynb of a section in "
+            f"ptnl.sections.SECTIONS): its parameters cell is its own"
+        )
+    return section.parameters.cell_source()
+
+
+def committed_cell(notebook: str | Path) -> str:
+    """The source of ``notebook``'s parameters cell as the file holds it."""
+    return "".join(parameters_cell(json.loads(Path(notebook).read_text()), Path(notebook).name)["source"])
+
+
+def cell_diff(notebook: str | Path) -> str:
+    """A unified diff from the committed parameters cell to the generated one ("" when equal)."""
+    want = generated_cell(notebook)
+    have = committed_cell(notebook)
+    if have == want:
+        return ""
+    name = Path(notebook).name
+    return "".join(
+        difflib.unified_diff(
+            [line + "\n" for line in have.split("\n")],
+            [line + "\n" for line in want.split("\n")],
+            f"{name} (committed)",
+            f"{name} (generated from its section)",
+        )
+    )
+
+
+def write_parameter_cell(notebook: str | Path) -> bool:
+    """Write ``notebook``'s parameters cell from its section's declarations, touching nothing else
+    (outputs, execution counts, ids, metadata); True when it changed."""
+    notebook = Path(notebook)
+    source = generated_cell(notebook)
+    nb = json.loads(notebook.read_text())
+    cell = parameters_cell(nb, notebook.name)
+    if "".join(cell["source"]) == source:
+        return False
+    cell["source"] = source.splitlines(keepends=True)
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")  # as ``strip`` writes it
+    return True
+
+
+def companion_notebooks() -> list[Path]:
+    """The committed notebooks that have a section (their parameters cells are generated)."""
+    return [nb for nb in committed_notebooks() if section_of(nb) is not None]
 
 
 def _from_ptnl(tb) -> bool:
@@ -328,8 +445,6 @@ def strip(notebook: Path):
         ],
         check=True,
     )
-    import json
-
     nb = json.loads(notebook.read_text())
     nb["metadata"]["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": KERNEL}
     notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
@@ -374,7 +489,7 @@ def add_file_option(parser, help: str) -> None:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The subcommands of ``python -m ptnl notebooks``: ``run`` and ``refs``."""
+    """The subcommands of ``python -m ptnl notebooks``: ``run``, ``refs`` and ``params``."""
     ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     sub = ap.add_subparsers(dest="notebooks_cmd", required=True)
     r = sub.add_parser("run", help="execute notebooks into build/")
@@ -388,11 +503,46 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
     f.add_argument("notebooks", nargs="+", type=Path)
     f.add_argument("--set", default="toy")
+    g = sub.add_parser(
+        "params", help="write the notebooks' parameters cells from their sections' declarations (--check: compare)"
+    )
+    g.add_argument("notebooks", nargs="*", type=Path, help="default: every companion notebook")
+    g.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 (with a diff) where a cell differs"
+    )
+
+
+def params_command(notebooks: list[Path], check: bool = False) -> int:
+    """``notebooks params``: write (or with ``check`` compare) the parameters cells."""
+    notebooks = [Path(nb) for nb in notebooks] or companion_notebooks()
+    if check:
+        diffs = [(nb, cell_diff(nb)) for nb in notebooks]
+        stale = [nb for nb, d in diffs if d]
+        for _, d in diffs:
+            if d:
+                print(d, end="", file=sys.stderr)
+        if stale:
+            print(
+                f"error: the parameters cells of {', '.join(nb.name for nb in stale)} differ from their sections' "
+                "declarations; write them with `python -m ptnl notebooks params`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{len(notebooks)} parameters cells match their sections' declarations")
+        return 0
+    for nb in notebooks:
+        changed = write_parameter_cell(nb)
+        shown = nb.resolve().relative_to(paths.REPO_ROOT) if nb.resolve().is_relative_to(paths.REPO_ROOT) else nb
+        print(f"{shown}: parameters cell {'written' if changed else 'up to date'}")
+    return 0
 
 
 def command(args: argparse.Namespace) -> int:
-    """Execute the notebooks (``run``) or rebuild their nbval references (``refs``)."""
+    """Execute the notebooks (``run``), rebuild their nbval references (``refs``) or write their
+    parameters cells (``params``)."""
     try:
+        if args.notebooks_cmd == "params":
+            return params_command(args.notebooks, args.check)
         if args.notebooks_cmd == "refs":
             refs(args.notebooks, args.set)
             return 0

@@ -8,7 +8,6 @@ disk for the runs still to do. A run that two notebooks share is counted once in
 
 from __future__ import annotations
 
-import ast
 import functools
 import os
 import sys
@@ -22,14 +21,10 @@ from ptnl.train import store
 
 
 def notebook_params(notebook: Path, param_set) -> dict:
-    """Every parameter of ``notebook`` as ``ptnl.tools.notebooks.run`` would give it: its defaults,
-    then the set (``param_set`` as ``notebooks.load_param_set`` takes it: a name, a file, a list)."""
-    params = {}
-    for name, source in notebooks.notebook_parameters(notebook).items():
-        try:
-            params[name] = ast.literal_eval(source)
-        except (ValueError, SyntaxError):
-            params[name] = source
+    """Every parameter of ``notebook`` as ``ptnl.tools.notebooks.run`` would give it: its declared
+    defaults (``notebooks.notebook_parameters``), then the set (``param_set`` as
+    ``notebooks.load_param_set`` takes it: a name, a file, a list)."""
+    params = notebooks.notebook_parameters(notebook).defaults()
     params.update(notebooks.load_param_set(param_set, notebook))
     return params
 
@@ -151,7 +146,10 @@ def cost_model(root: Path | None = None) -> dict[str, tuple[float, float, int]]:
         if not (d / store.DONE_FILE).is_file():
             continue
         d_ = json.loads((d / store.CONFIG_FILE).read_text())
-        c = RunConfig.from_dict(d_)
+        try:
+            c = RunConfig.from_dict(d_)
+        except (ValueError, TypeError):  # a record of another ptnl version: no timing to learn from
+            continue
         work = _work(c)
         if work is not None and not c.grad_ratio:  # per-sample gradients: another cost, rare
             seconds = json.loads((d / store.METRICS_FILE).read_text())["seconds"]
@@ -175,7 +173,6 @@ def estimate_seconds(configs, model: dict | None = None) -> dict:
     model = cost_model() if model is None else model
     total, unknown, n = 0.0, set(), 0
     for c in configs:
-        c = getattr(c, "prompt", c)
         work = _work(c)
         if c.method not in model or work is None:
             unknown.add(c.method)
