@@ -25,7 +25,7 @@ def _runs(**kw):
 def test_grid_counts():
     cfgs = _runs()
     settings = sum(len(v) for v in TOY.values())
-    per_seed = len(B.METHODS) * (settings + 1) + len(B.SELECTOR_METHODS) * settings
+    per_seed = len(B.BENCH_METHODS) * (settings + 1) + len(B.SELECTOR_METHODS) * settings
     assert len(cfgs) == 1 + 2 * per_seed  # one zero-shot run, then every seed's
     assert len({c.run_id for c in cfgs}) == len(cfgs)
     clean = [c for c in cfgs if c.noise_rate == 0 and c.method not in ("zeroshot",)]
@@ -47,7 +47,7 @@ def test_protocols_as_a_list_or_a_mapping():
 def test_real_noise_datasets_run_on_their_own_labels():
     cfgs = _runs(datasets=["toy-shapes"], real_noise_datasets=["Food101N"], seeds=[1])
     food = [c for c in cfgs if c.dataset == "Food101N"]
-    assert len(food) == 1 + len(B.METHODS) + len(B.SELECTOR_METHODS)
+    assert len(food) == 1 + len(B.BENCH_METHODS) + len(B.SELECTOR_METHODS)
     assert all(c.noise_rate == 0 for c in food)
 
 
@@ -55,7 +55,7 @@ def _fake_frame():
     """Store rows as ``results`` gives them, with made-up accuracies and detection scores."""
     rows = []
     for seed in (1, 2):
-        for method, loss in [*B.METHODS, *((m, "ce") for m in B.SELECTOR_METHODS)]:
+        for method, loss in [*B.BENCH_METHODS, *((m, "ce") for m in B.SELECTOR_METHODS)]:
             for kind, rate in [(B.CLEAN_KIND, 0.0), *B.noisy_settings(TOY)]:
                 if method in B.SELECTOR_METHODS and rate == 0:
                     continue

@@ -21,7 +21,7 @@ from ptnl.sections import (
     unsupervised,
 )
 from ptnl.tools import cli, notebooks, plan
-from ptnl.train import ensemble, store
+from ptnl.train import store
 from ptnl.train.config import RunConfig
 from ptnl.train.methods import ENSEMBLE_METHODS
 

@@ -104,8 +104,14 @@ def test_param_sets_fit_the_notebooks(file):
     [
         ("common: {epochs: '50'}\n", "parameter 'epochs' must be an integer, got '50'"),
         ("common: {seeds: 1}\n", "parameter 'seeds' must be a list, got 1"),
-        ("02_noise_robustness: {fig1_dataset: [toy-fine]}\n", "unknown parameter 'fig1_dataset'; did you mean 'fig1_datasets'"),
-        ("02_noise_robustness: {resnet50_weights: 3}\n", "parameter 'resnet50_weights' must be a string or null, got 3"),
+        (
+            "02_noise_robustness: {fig1_dataset: [toy-fine]}\n",
+            "unknown parameter 'fig1_dataset'; did you mean 'fig1_datasets'",
+        ),
+        (
+            "02_noise_robustness: {resnet50_weights: 3}\n",
+            "parameter 'resnet50_weights' must be a string or null, got 3",
+        ),
         ("07_unsupervised: {n_prompts: 2.0}\n", "parameter 'n_prompts' must be an integer, got 2.0"),
     ],
 )

@@ -58,8 +58,22 @@ def test_a_cell_line_is_name_literal_comment():
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, False, 0, 50, 0.0, 0.125, 100.0, "toy-rn", 'a "quoted" \\ string', "çà", [], [1, [2.5, None]],
-     {"symmetric": [0.5], "x": {"y": "z"}}],  # fmt: skip
+    [
+        None,
+        True,
+        False,
+        0,
+        50,
+        0.0,
+        0.125,
+        100.0,
+        "toy-rn",
+        'a "quoted" \\ string',
+        "çà",
+        [],
+        [1, [2.5, None]],
+        {"symmetric": [0.5], "x": {"y": "z"}},
+    ],  # fmt: skip
 )
 def test_literals_read_back_as_the_value(value):
     text = literal(value)
@@ -204,4 +218,6 @@ def test_overrides_go_through_the_declarations(monkeypatch, capsys):
     nb = str(paths.REPO_ROOT / "notebooks" / "05_architectures.ipynb")
     assert main(["notebooks", "run", nb, "--set", "smoke", "-p", "n_ctx", "[4]"]) == 2
     assert "did you mean 'n_ctxs'" in capsys.readouterr().err
-    assert main(["notebooks", "run", nb, "--set", "smoke", "-p", "n_ctxs", "[4]"]) == 0 and calls == [{"n_ctxs": [4]}]
+    assert main(["notebooks", "run", nb, "--set", "smoke", "-p", "n_ctxs", "[4]"]) == 0 and calls == [
+        {"n_ctxs": [4]}
+    ]

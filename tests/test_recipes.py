@@ -190,3 +190,97 @@ def test_registry_without_the_learner():
     from ptnl.train import methods
 
     assert "small_loss_prompt" not in methods.RUN_METHODS
+
+
+def _section_notebook(path, stem):
+    """A notebook as a new section's would start: a parameters cell (written from the section
+    below), the check, the grid, the sweep and the results."""
+    cells = [
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "source": [],
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": [
+                "from ptnl.tools.notebooks import check_parameters\n",
+                f"params = check_parameters({stem!r}, globals())\n",
+                "from ptnl.sections import SECTIONS\n",
+                "from ptnl.train.sweep import sweep\n",
+                f"section = SECTIONS[{stem!r}]\n",
+                "configs = section.runs(params)\n",
+                "metrics = sweep(configs, experiment, progress=False)\n",
+                "df = section.results(configs, experiment, metrics)\n",
+            ],
+        },
+    ]
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb, indent=1) + "\n")
+
+
+def test_add_a_section_with_its_notebook(tmp_path, monkeypatch):
+    from ptnl import sections
+    from ptnl.sections.common import Section, config, shared_fields
+    from ptnl.sections.parameters import SHARED, Parameter
+    from ptnl.tools import notebooks
+
+    stem = "11_my_section"
+
+    def my_grid(
+        backbone, dataset, noise_rates, epochs, shots, feature_mode, pretrained="default", rate_scale=1.0
+    ):
+        common = shared_fields(backbone, pretrained, epochs, shots, feature_mode)
+        return [
+            config(dataset, method="classifier_r", noise_rate=r * rate_scale, **common) for r in noise_rates
+        ]
+
+    parameters = SHARED.pick(
+        "backbone",
+        "pretrained",
+        "dataset",
+        SHARED["noise_rates"].but(default=[0.0, 0.5]),
+        SHARED["epochs"].but(default=2),
+        SHARED["shots"].but(default=2),
+        "feature_mode",
+        Parameter("rate_scale", 1.0, "scales every noise rate"),
+        SHARED["experiment"].but(default="recipe"),
+    )
+    section = Section(stem, "My section", my_grid, parameters=parameters)
+    monkeypatch.setitem(sections.SECTIONS, stem, section)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    monkeypatch.setattr(notebooks, "PACKAGE_NOTEBOOKS", folder)
+    monkeypatch.setattr(notebooks, "NOTEBOOKS_DIR", folder)
+    monkeypatch.setenv("PTNL_RESULTS", str(tmp_path / "results"))
+    nb = folder / f"{stem}.ipynb"
+    _section_notebook(nb, stem)
+
+    assert notebooks.params_command([nb], check=True) == 1  # an empty cell is not the declaration
+    assert notebooks.params_command([nb]) == 0 and notebooks.params_command([nb], check=True) == 0
+    cell = notebooks.committed_cell(nb)
+    assert "rate_scale = 1.0  # scales every noise rate" in cell and "epochs = 2" in cell
+
+    # A parameter set names it like any notebook; a typo is an error naming the parameter.
+    (tmp_path / "mine.yaml").write_text(
+        f"{stem}:\n  dataset: toy-shapes\n  backbone: toy-rn\n  rate_scale: 0.5\n"
+    )
+    values = notebooks.load_param_set(str(tmp_path / "mine.yaml"), nb)
+    assert values == {"dataset": "toy-shapes", "backbone": "toy-rn", "rate_scale": 0.5}
+    (tmp_path / "typo.yaml").write_text(f"{stem}:\n  rate_scal: 0.5\n")
+    with pytest.raises(ValueError, match="did you mean 'rate_scale'"):
+        notebooks.load_param_set(str(tmp_path / "typo.yaml"), nb)
+
+    # Its cells, run as a kernel runs them, on the set's values over the cell's defaults.
+    ns: dict = {}
+    for c in json.loads(nb.read_text())["cells"]:
+        exec("".join(c["source"]), ns)
+        if "parameters" in c["metadata"].get("tags", []):
+            ns.update(values)
+    assert [c.noise_rate for c in ns["configs"]] == [0.0, 0.25]
+    assert len(ns["df"]) == 2 and set(ns["df"]["variant"]) == {"classifier_r"}

@@ -16,7 +16,16 @@ from ptnl.models.losses import LABELS as LOSS_LABELS
 from ptnl.report.claims import best_other, claim
 from ptnl.report.tables import acc
 from ptnl.sections.attribution import sec43_attribution
-from ptnl.sections.common import HIGH_NOISE, SGD_LINEAR, Section, config, grid, shared_fields, unique
+from ptnl.sections.common import (
+    HIGH_NOISE,
+    SGD_LINEAR,
+    Section,
+    config,
+    grid,
+    shared_fields,
+    unique,
+)
+from ptnl.sections.common import SGD_LINEAR_LABELS as SGD_LINEAR_LABELS  # the notebook's figure labels
 from ptnl.sections.parameters import SHARED, Parameter
 from ptnl.train.config import RunConfig
 

@@ -5,7 +5,7 @@ into clean and noisy parts and refurbishes labels; NLPrompt (CVPR 2025) trains w
 purifies with optimal transport. Their code bases each use their own noise protocol, so their
 numbers do not sit side by side. Here every method runs on one engine under every protocol:
 
-- methods (``METHODS``): CoOp with CE, GCE and the active-passive NCE+RCE (the paper's recipe),
+- methods (``BENCH_METHODS``): CoOp with CE, GCE and the active-passive NCE+RCE (the paper's recipe),
   NLPrompt's PromptMAE, NLPrompt, PromptOT + CE, and JoAPR (``ptnl.train.robust``);
 - protocols (``RunConfig.noise_kind``): ptnl's nested per-class relabelling (``symmetric``),
   PTNL's own sampler (``ptnl``, which JoAPR's ``symflip`` also is), NLPrompt's pooled rate-based
@@ -40,7 +40,7 @@ from ptnl.train.config import RunConfig
 from ptnl.train.methods import METHODS as METHODS_REGISTRY
 from ptnl.train.methods import label, short, variant
 
-METHODS = (
+BENCH_METHODS = (
     ("prompt", "ce"),
     ("prompt", "gce"),
     ("prompt", "nce_rce"),
@@ -67,7 +67,7 @@ def bench_runs(
     shots: int = 16,
     feature_mode: str = "views",
     noise_rates: Sequence[float] | None = None,
-    methods: Sequence = METHODS,
+    methods: Sequence = BENCH_METHODS,
     real_noise_datasets: Sequence[str] = (),
     pretrained="default",
 ) -> list[RunConfig]:
@@ -152,7 +152,7 @@ def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
     order = ["clean"] + [setting(k, r) for k in PROTOCOLS for r in sorted(s["noise_rate"].unique()) if r > 0]
     t = s.pivot_table(index=["dataset", "variant"], columns="setting", values="cell", aggfunc="first")
     t = t[[c for c in order if c in t.columns]]
-    keep = [variant(m, loss) for m, loss in METHODS] + ["zeroshot"]
+    keep = [variant(m, loss) for m, loss in BENCH_METHODS] + ["zeroshot"]
     t = t.reset_index()
     t["variant"] = pd.Categorical(t["variant"], [v for v in keep if v in set(t["variant"])], ordered=True)
     t = t.sort_values(["dataset", "variant"])
@@ -357,7 +357,13 @@ PARAMETERS = SHARED.pick(
     SHARED["datasets"].but(default=["toy-shapes"], comment=""),
     Parameter(
         "protocols",
-        {"symmetric": [0.5], "ptnl": [0.25, 0.5], "nlprompt_sym": [0.25, 0.5], "nlprompt_asym": [0.5], "instance": [0.5]},
+        {
+            "symmetric": [0.5],
+            "ptnl": [0.25, 0.5],
+            "nlprompt_sym": [0.25, 0.5],
+            "nlprompt_asym": [0.5],
+            "instance": [0.5],
+        },
         "each noise protocol and its noisy rates (every method also runs once clean)",
         comment_above=True,
     ),

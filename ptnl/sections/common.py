@@ -52,6 +52,11 @@ LINEAR_PROBE_FEATURE_MODE = methods.get("linear_probe").feature_mode
 # we use a linear head on the image features trained by SGD with the prompt-tuning recipe: the
 # Classifier-R head of Section 4.3, with whatever loss the run asks for.
 SGD_LINEAR = "classifier_r"
+# How the figures that draw it as the paper's linear probe name it.
+SGD_LINEAR_LABELS = {
+    SGD_LINEAR: "linear probe (SGD head)",
+    f"{SGD_LINEAR}_gce": "linear probe (SGD head, GCE)",
+}
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -285,7 +290,9 @@ class Section:
             if p.default is inspect.Parameter.empty and name not in self.parameters
         ]
         if required:
-            raise ValueError(f"{self.stem}: the grid takes {', '.join(required)}, which its parameters do not declare")
+            raise ValueError(
+                f"{self.stem}: the grid takes {', '.join(required)}, which its parameters do not declare"
+            )
 
     def runs(self, params: Mapping | None = None, /, **keywords) -> list:
         """The grid: from a dict of notebook parameters (what ``check_parameters`` returns; names

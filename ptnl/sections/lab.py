@@ -397,9 +397,7 @@ PARAMETERS = SHARED.pick(
         '"default": all 6000 steps; "step<k>": a snapshot of the same run',
     ),
     Parameter("class_names", ["fixed", "learned"], "fixed: prompt tuning; learned: CLS-Tuning"),
-    Parameter(
-        "temperatures", [None], "None: the checkpoint's calibrated temperature; e.g. 100.0 (CLIP's)"
-    ),
+    Parameter("temperatures", [None], "None: the checkpoint's calibrated temperature; e.g. 100.0 (CLIP's)"),
     "noise_rate",
     SHARED["seeds"].but(default=[1, 2]),
     "epochs",

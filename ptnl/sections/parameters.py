@@ -93,7 +93,9 @@ class Parameter:
         if not self.source:
             literal(self.default)  # a default the cell can write
             if not accepts(self.allowed, self.default):
-                raise ValueError(f"parameter {self.name!r}: default {self.default!r} is not one of {self.allowed}")
+                raise ValueError(
+                    f"parameter {self.name!r}: default {self.default!r} is not one of {self.allowed}"
+                )
 
     @property
     def allowed(self) -> tuple[type, ...]:
@@ -168,12 +170,8 @@ class Parameters(Mapping[str, Parameter]):
         return Parameters(out)
 
 
-PRETRAINED_COMMENT = (
-    'weights: "default" (the toy checkpoint; OpenAI\'s, or weights/<backbone>.pt), a file, or {backbone: file}'
-)
-WORKERS_COMMENT = (
-    "processes training runs side by side, each at this kernel's thread count (same numbers; the main job uses 2)"
-)
+PRETRAINED_COMMENT = 'weights: "default" (the toy checkpoint; OpenAI\'s, or weights/<backbone>.pt), a file, or {backbone: file}'
+WORKERS_COMMENT = "processes training runs side by side, each at this kernel's thread count (same numbers; the main job uses 2)"
 
 # What the notebooks share, each with the default and comment most of them show.
 SHARED = Parameters(
@@ -195,4 +193,3 @@ SHARED = Parameters(
         Parameter("save_figures", True),
     ]
 )
-

@@ -14,6 +14,7 @@ from ptnl.core.checks import as_list
 from ptnl.report.claims import claim
 from ptnl.report.tables import acc, drop
 from ptnl.sections.common import HIGH_NOISE, SGD_LINEAR, Section, grid, shared_fields
+from ptnl.sections.common import SGD_LINEAR_LABELS as SGD_LINEAR_LABELS  # the notebook's figure labels
 from ptnl.sections.parameters import NONE, SHARED, Parameter
 from ptnl.train.config import RunConfig
 

@@ -387,10 +387,13 @@ PARAMETERS = SHARED.pick(
     ),
     "pretrained",
     SHARED["datasets"].but(
-        default=["toy-shapes", "toy-fine", "toy-textures", "toy-scatter"], comment="paper: Table 5's eight datasets"
+        default=["toy-shapes", "toy-fine", "toy-textures", "toy-scatter"],
+        comment="paper: Table 5's eight datasets",
     ),
     Parameter("n_prompts", 4, "prompts per ensemble, trained from different seeds (paper: 4)"),
-    SHARED["seeds"].but(default=[1], comment="repeats of the whole experiment (paper: one ensemble per dataset)"),
+    SHARED["seeds"].but(
+        default=[1], comment="repeats of the whole experiment (paper: one ensemble per dataset)"
+    ),
     "epochs",
     SHARED["shots"].but(comment="K images per pseudo-class (paper: 16)"),
     Parameter(

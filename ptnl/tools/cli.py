@@ -64,7 +64,11 @@ from ptnl.train.sweep import grid, parse_shard, quiet, sweep, take_shard, unflat
 
 # The tool subcommands (name, module, help); each module has add_arguments(parser) and command(args).
 TOOLS = (
-    ("notebooks", notebooks, "execute the notebooks (run), or in place against the shipped results (refs); write their parameters cells (params)"),
+    (
+        "notebooks",
+        notebooks,
+        "execute the notebooks (run), or in place against the shipped results (refs); write their parameters cells (params)",
+    ),
     ("shipped", shipped, "compare a store with the shipped toy results (compare), or replace them (update)"),
     ("docs", docs, "write docs/results.md and the README's claims table from the committed notebooks"),
     ("bench", speed, "speed and memory benchmark against a plain CoOp step (build/bench.json)"),

@@ -504,7 +504,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     f.add_argument("notebooks", nargs="+", type=Path)
     f.add_argument("--set", default="toy")
     g = sub.add_parser(
-        "params", help="write the notebooks' parameters cells from their sections' declarations (--check: compare)"
+        "params",
+        help="write the notebooks' parameters cells from their sections' declarations (--check: compare)",
     )
     g.add_argument("notebooks", nargs="*", type=Path, help="default: every companion notebook")
     g.add_argument(
@@ -532,7 +533,9 @@ def params_command(notebooks: list[Path], check: bool = False) -> int:
         return 0
     for nb in notebooks:
         changed = write_parameter_cell(nb)
-        shown = nb.resolve().relative_to(paths.REPO_ROOT) if nb.resolve().is_relative_to(paths.REPO_ROOT) else nb
+        shown = (
+            nb.resolve().relative_to(paths.REPO_ROOT) if nb.resolve().is_relative_to(paths.REPO_ROOT) else nb
+        )
         print(f"{shown}: parameters cell {'written' if changed else 'up to date'}")
     return 0
 

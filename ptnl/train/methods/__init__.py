@@ -51,7 +51,14 @@ UPL_METHODS = tuple(ENSEMBLE_METHODS)
 def register_families() -> None:
     """(Re-)read the family modules of this package into the registry: at import, and again when
     a module is added to the package while Python runs (a notebook, a test)."""
-    global FAMILY_MODULES, METHODS, RUN_METHODS, PROMPT_METHODS, UNTRAINED_METHODS, VARIANT_LABELS, VARIANT_COLORS
+    global \
+        FAMILY_MODULES, \
+        METHODS, \
+        RUN_METHODS, \
+        PROMPT_METHODS, \
+        UNTRAINED_METHODS, \
+        VARIANT_LABELS, \
+        VARIANT_COLORS
     FAMILY_MODULES = _family_modules()
     METHODS = MappingProxyType({m.name: m for mod in FAMILY_MODULES for m in mod.METHODS})
     RUN_METHODS = tuple(METHODS)  # what RunConfig.method takes
