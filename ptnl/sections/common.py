@@ -282,6 +282,8 @@ class Section:
     describe: Callable[[Sequence, str], str] = describe
     results: Callable[[Sequence, str], pd.DataFrame] = results
     stored: Callable[[list], list] | None = None  # None: the grid's items themselves
+    # Runs its sweep trains together (``sweep(group_size=...)``); None: the notebook's ``group_size``.
+    group_size: int | None = None
 
     def __post_init__(self):
         required = [
@@ -301,6 +303,10 @@ class Section:
         accepted = inspect.signature(self.grid).parameters
         given = {k: v for k, v in (params or {}).items() if k in accepted}
         return self.grid(**{**given, **keywords})
+
+    def sweep_group_size(self, params: Mapping) -> int:
+        """The ``group_size`` this section's sweep trains with, for these notebook parameters."""
+        return self.group_size if self.group_size is not None else int(params.get("group_size", 1))
 
     def build(self, params: dict) -> list:
         """The stored runs from a dict of notebook parameters (names the grid does not take are ignored)."""

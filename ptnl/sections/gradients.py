@@ -90,4 +90,5 @@ SECTION = Section(
     "Section 4.4: noisy-to-clean gradient norms (Figure 4)",
     sec44_gradients,
     parameters=PARAMETERS,
+    group_size=1,  # per-sample gradients are measured run by run
 )

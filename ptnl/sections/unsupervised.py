@@ -36,6 +36,8 @@ from ptnl.train.ensemble import (
 from ptnl.train.methods import ENSEMBLE_METHODS
 from ptnl.train.sweep import sweep
 
+MEMBERS_PER_GROUP = 4  # the members of one ensemble train together (one selection, one text pass)
+
 
 def sec5_unsupervised(
     backbone: str,
@@ -154,7 +156,7 @@ def run(
     ensembles: Sequence[Ensemble],
     experiment: str,
     device=None,
-    group_size: int = 4,
+    group_size: int = MEMBERS_PER_GROUP,
     progress: bool = False,
     workers: int = 1,
 ) -> pd.DataFrame:
@@ -416,4 +418,5 @@ SECTION = Section(
     describe=describe,
     results=ensemble_rows,
     stored=stored_configs,
+    group_size=MEMBERS_PER_GROUP,
 )

@@ -46,7 +46,7 @@ import yaml
 from ptnl.data.noise import CONFUSION_FROM
 from ptnl.data.specs import DATASETS
 from ptnl.report import stats, tables
-from ptnl.tools import docs, fidelity, gpucheck, notebooks, shipped, speed
+from ptnl.tools import docs, fidelity, gpucheck, notebooks, schedule, shipped, speed
 from ptnl.tools.plan import plan
 from ptnl.tools.toy import pretrain, sanity, snapshots
 from ptnl.train import engine
@@ -66,8 +66,9 @@ from ptnl.train.sweep import grid, parse_shard, quiet, sweep, take_shard, unflat
 TOOLS = (
     (
         "notebooks",
-        notebooks,
-        "execute the notebooks (run), or in place against the shipped results (refs); write their parameters cells (params)",
+        schedule,
+        "execute the notebooks (run: every notebook's runs trained first, in one schedule), or in place "
+        "against the shipped results (refs); write their parameters cells (params)",
     ),
     ("shipped", shipped, "compare a store with the shipped toy results (compare), or replace them (update)"),
     ("docs", docs, "write docs/results.md and the README's claims table from the committed notebooks"),

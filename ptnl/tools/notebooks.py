@@ -488,8 +488,9 @@ def add_file_option(parser, help: str) -> None:
     parser.add_argument("-f", "--parameters-file", action="append", default=[], type=Path, help=help)
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The subcommands of ``python -m ptnl notebooks``: ``run``, ``refs`` and ``params``."""
+def add_arguments(ap: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of ``python -m ptnl notebooks``: ``run``, ``refs`` and ``params`` (their
+    parsers, by name)."""
     ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
     sub = ap.add_subparsers(dest="notebooks_cmd", required=True)
     r = sub.add_parser("run", help="execute notebooks into build/")
@@ -511,6 +512,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 (with a diff) where a cell differs"
     )
+    return {"run": r, "refs": f, "params": g}
 
 
 def params_command(notebooks: list[Path], check: bool = False) -> int:

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -54,6 +56,10 @@ RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 FLIP_P = 0.5
 AUGMENT_ID = "coop-rrc(0.08,1)-bicubic-flip0.5"
 ENCODE_BATCH = 128
+# Cache files read in this process, by path, while unchanged on disk (mtime, size): at most this
+# many bytes of features, least recently used first out.
+MEMO_BYTES = 2 << 30
+_MEMO: OrderedDict = OrderedDict()
 
 
 def derive_seed(*parts) -> int:
@@ -167,27 +173,49 @@ def _meta(bundle, dataset, split: str, view: str, precision: str) -> dict:
     }
 
 
-def _load(path, meta) -> tuple[list[str], torch.Tensor | None]:
-    if not path.exists():
-        return [], None
+def _load(path, meta) -> tuple[list[str], torch.Tensor | None, dict[str, int]]:
+    """A cache file's refs, features and row of each ref; read once per process while the file
+    is unchanged (``_MEMO``: a sweep's runs of one dataset read the same 50 view files)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return [], None, {}
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size, json.dumps(meta, sort_keys=True))
+    hit = _MEMO.get(path)
+    if hit is not None and hit[0] == stamp:
+        _MEMO.move_to_end(path)
+        return hit[1], hit[2], hit[3]
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         ok = blob["meta"] == meta and len(blob["refs"]) == blob["features"].shape[0]
     except Exception as e:  # a truncated or foreign file: rebuild it
         warnings.warn(f"unreadable feature cache {path} ({e}); rebuilding it", stacklevel=3)
-        return [], None
+        return [], None, {}
     if not ok:
         warnings.warn(
             f"feature cache {path} was built for {blob['meta']}, not {meta}; rebuilding it", stacklevel=3
         )
-        return [], None
-    return list(blob["refs"]), blob["features"]
+        return [], None, {}
+    refs, feats = list(blob["refs"]), blob["features"]
+    pos = {r: k for k, r in enumerate(refs)}
+    _remember(path, stamp, refs, feats, pos)
+    return refs, feats, pos
+
+
+def _remember(path, stamp, refs, feats, pos) -> None:
+    _MEMO[path] = (stamp, refs, feats, pos)
+    _MEMO.move_to_end(path)
+    while len(_MEMO) > 1 and sum(v[2].numel() * v[2].element_size() for v in _MEMO.values()) > MEMO_BYTES:
+        _MEMO.popitem(last=False)
 
 
 def _save(path, meta, refs, feats) -> None:
     buf = io.BytesIO()
     torch.save({"meta": meta, "refs": list(refs), "features": feats.contiguous()}, buf)
     atomic_write_bytes(path, buf.getvalue())
+    st = path.stat()
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size, json.dumps(meta, sort_keys=True))
+    _remember(path, stamp, list(refs), feats.contiguous(), {r: k for k, r in enumerate(refs)})
 
 
 def cached_features(
@@ -224,8 +252,8 @@ def cached_features(
     for v in views:
         meta = _meta(bundle, dataset, split, v, precision)
         path = cache_path(bundle, dataset, split, v, precision)
-        refs, feats = _load(path, meta)
-        state[v] = (path, meta, refs, feats, {r: k for k, r in enumerate(refs)})
+        refs, feats, pos = _load(path, meta)
+        state[v] = (path, meta, refs, feats, pos)
         for key in dict.fromkeys(keys):
             if key not in state[v][4]:
                 todo.setdefault(key, []).append(v)

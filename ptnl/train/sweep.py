@@ -95,7 +95,9 @@ def take_shard(configs: Sequence[RunConfig], shard: tuple[int, int] | None) -> l
     return list(configs)[i::n]
 
 
-def _batches(configs: list[RunConfig], group_size: int) -> list[list[RunConfig]]:
+def batches(configs: list[RunConfig], group_size: int) -> list[list[RunConfig]]:
+    """The units a sweep trains: groupable runs with equal ``group_key`` ``group_size`` at a time,
+    in order of their first run, every other run alone."""
     if group_size <= 1:
         return [[c] for c in configs]
     out, pending = [], {}
@@ -161,7 +163,7 @@ def sweep(
     start = time.time()
     try:
         work = functools.partial(train_batch, experiment=experiment, device=device)
-        run_units(work, _batches(pending, group_size), workers, done=tick)
+        run_units(work, batches(pending, group_size), workers, done=tick)
         tick(pending)
         # Runs other processes held: wait for them, and train any whose owner died (the one wait loop).
         left = [c for c in pending if c.run_id not in counted]
@@ -172,7 +174,7 @@ def sweep(
                 file=sys.stderr,
                 flush=True,
             )
-            for batch in _batches(left, group_size):
+            for batch in batches(left, group_size):
                 engine.claimed(
                     batch,
                     experiment,
