@@ -33,7 +33,7 @@ def test_bench_methods_train_on_food101n_web_labels(data_root):
         seeds=[1],
         **{k: v for k, v in REAL.items() if k in ("backbone", "pretrained", "shots", "epochs")},
     )
-    assert {c.method for c in cfgs} == {"zeroshot", *(m for m, _ in B.METHODS), *B.SELECTOR_METHODS}
+    assert {c.method for c in cfgs} == {"zeroshot", *(m for m, _ in B.BENCH_METHODS), *B.SELECTOR_METHODS}
     for method in ("nlprompt", "joapr", "select_prompt"):
         m = engine.run(RunConfig(dataset="Food101N", method=method, **REAL))
         assert 0.0 <= m["test_acc"] <= 1.0 and m["n_classes"] == 3 and m["n_train"] == 6

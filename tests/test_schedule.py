@@ -21,7 +21,12 @@ def _as_the_notebooks_sweep(stems, param_set):
     for nb in _paths(stems):
         params = plan.notebook_params(nb, param_set)
         section = SECTIONS[nb.stem]
-        sweep.sweep(section.build(params), params["experiment"], group_size=section.sweep_group_size(params), progress=False)
+        sweep.sweep(
+            section.build(params),
+            params["experiment"],
+            group_size=section.sweep_group_size(params),
+            progress=False,
+        )
 
 
 def _stored(root):
