@@ -38,8 +38,9 @@ class Batch:
     seconds: float  # estimated
 
 
-def batches(notebook_paths, param_set, overrides: dict | None = None) -> list[Batch]:
-    """Every pending run of the notebooks, in the batches their sweeps form, in notebook order."""
+def batches(notebook_paths, param_set, overrides: dict | None = None, pending: bool = True) -> list[Batch]:
+    """Every pending run of the notebooks (``pending=False``: every run, as from an empty store),
+    in the batches their sweeps form, in notebook order."""
     model = plan.cost_model()
     seen, out = set(), []
     for nb in notebook_paths:
@@ -51,13 +52,13 @@ def batches(notebook_paths, param_set, overrides: dict | None = None) -> list[Ba
         declared = notebooks.notebook_parameters(nb)
         params.update({k: v for k, v in (overrides or {}).items() if k in declared})
         experiment = params.get("experiment", "default")
-        pending = []
+        todo = []
         for c in section.build(params):
             key = (experiment, c.run_id)
-            if key not in seen and not store.is_done(c, experiment):
+            if key not in seen and not (pending and store.is_done(c, experiment)):
                 seen.add(key)
-                pending.append(c)
-        for group in sweep.batches(pending, section.sweep_group_size(params)):
+                todo.append(c)
+        for group in sweep.batches(todo, section.sweep_group_size(params)):
             est = plan.estimate_seconds(group, model)
             seconds = est["total"] + UNKNOWN_SECONDS * (len(group) - est["runs"])
             out.append(Batch(nb.stem, experiment, params.get("device"), tuple(group), seconds))
@@ -133,7 +134,7 @@ def command(args) -> int:
     executed = time.perf_counter() - t1
     total = trained + executed
     print(
-        f"wall time {total / 60:.0f} min {total % 60:.0f} s: training every notebook's runs {trained:.0f} s "
+        f"wall time {int(total // 60)} min {total % 60:.0f} s: training every notebook's runs {trained:.0f} s "
         f"({100 * trained / total:.0f} %), executing the notebooks {executed:.0f} s ({100 * executed / total:.0f} %)"
     )
     return status

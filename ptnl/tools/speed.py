@@ -27,7 +27,9 @@ runs over all 64 classes, so it shows what the engine saves where a toy run is m
 ``--smoke`` runs the rows on a tiny random backbone in seconds. Writes ``build/bench.json`` and
 prints a markdown table.
 
-The numeric path's cost: ``ptnl.tools.speed_numeric`` (section ``numeric_path`` of the JSON).
+The numeric path's cost: ``ptnl.tools.speed_numeric`` (section ``numeric_path`` of the JSON); the
+toy set's main job, its schedule and per-method times against today's paths:
+``ptnl.tools.speed_main_job`` (section ``main_job``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from PIL import Image
 from ptnl.core import paths
 from ptnl.data.base import Dataset, Split
 from ptnl.models.clip import load_clip
-from ptnl.tools import speed_numeric
+from ptnl.tools import speed_main_job, speed_numeric
 from ptnl.tools.coop_reference import CoOpReference, reference_fit
 from ptnl.tools.speed_numeric import measure_numeric, numeric_markdown, numeric_path_cost
 from ptnl.train import engine, methods
@@ -255,6 +257,7 @@ def run_benchmarks(
     in_process: bool = False,
     toy_case: bool = False,
     numeric_path: dict | None = None,
+    main_job: bool = False,
 ) -> dict:
     """Measure every (backbone, mode) row at ``N_CLASSES`` classes, and with ``toy_case`` the
     rows of ``TOY_CASE``, and write the JSON. ``in_process=True`` measures in this process instead
@@ -288,6 +291,8 @@ def run_benchmarks(
     _derive(results)
     if numeric_path is not None:
         results["numeric_path"] = numeric_path_cost(**numeric_path)
+    if main_job:
+        results["main_job"] = speed_main_job.main_job()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     slim = {**results, "rows": [{k: v for k, v in r.items() if k != "ctx"} for r in results["rows"]]}
     out_path.write_text(json.dumps(slim, indent=2) + "\n")
@@ -370,6 +375,8 @@ def markdown(results: dict) -> str:
     parts = ["\n".join(lines)] if results["rows"] else []  # none: e.g. --backbones "" --no-toy-case
     if "numeric_path" in results:
         parts.append(numeric_markdown(results["numeric_path"]))
+    if "main_job" in results:
+        parts.append(speed_main_job.markdown(results["main_job"]))
     return "\n\n".join(parts)
 
 
@@ -389,6 +396,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         help=f"skip the many-class toy case ({TOY_CASE[0]}, {TOY_CASE[1]} classes; on by default)",
     )
     speed_numeric.add_arguments(ap)
+    ap.add_argument(
+        "--no-main-job",
+        dest="main_job",
+        action="store_false",
+        help="skip the toy set's main job (schedule and per-method ratios against today's paths)",
+    )
     ap.add_argument(
         "--worker",
         nargs=5,
@@ -414,6 +427,15 @@ def command(ns: argparse.Namespace) -> int:
     out = Path(ns.out) if ns.out else None
     on, toy = ns.numeric_path and not ns.smoke, ns.toy_case and not ns.smoke
     numeric = {"epochs": ns.numeric_epochs, "repeats": ns.numeric_repeats} if on else None
-    res = run_benchmarks(backbones, ns.steps, ns.device, modes, out, toy_case=toy, numeric_path=numeric)
+    res = run_benchmarks(
+        backbones,
+        ns.steps,
+        ns.device,
+        modes,
+        out,
+        toy_case=toy,
+        numeric_path=numeric,
+        main_job=ns.main_job and not ns.smoke,
+    )
     print(markdown(res))
     return 0

@@ -56,8 +56,8 @@ RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 FLIP_P = 0.5
 AUGMENT_ID = "coop-rrc(0.08,1)-bicubic-flip0.5"
 ENCODE_BATCH = 128
-# Cache files read in this process, by path, while unchanged on disk (mtime, size): at most this
-# many bytes of features, least recently used first out.
+# Cache files read in this process, by path, while unchanged on disk (inode, mtime, size): at most
+# this many bytes of features, least recently used first out (0: none kept).
 MEMO_BYTES = 2 << 30
 _MEMO: OrderedDict = OrderedDict()
 
@@ -203,6 +203,9 @@ def _load(path, meta) -> tuple[list[str], torch.Tensor | None, dict[str, int]]:
 
 
 def _remember(path, stamp, refs, feats, pos) -> None:
+    if MEMO_BYTES <= 0:  # off: every call reads its files (the speed benchmark's reference)
+        _MEMO.clear()
+        return
     _MEMO[path] = (stamp, refs, feats, pos)
     _MEMO.move_to_end(path)
     while len(_MEMO) > 1 and sum(v[2].numel() * v[2].element_size() for v in _MEMO.values()) > MEMO_BYTES:
