@@ -46,7 +46,7 @@ import yaml
 from ptnl.data.noise import CONFUSION_FROM
 from ptnl.data.specs import DATASETS
 from ptnl.report import stats, tables
-from ptnl.tools import docs, fidelity, gpucheck, notebooks, schedule, shipped, speed
+from ptnl.tools import cluster, docs, fidelity, gpucheck, notebooks, schedule, shipped, speed
 from ptnl.tools.plan import plan
 from ptnl.tools.toy import pretrain, sanity, snapshots
 from ptnl.train import engine
@@ -69,6 +69,11 @@ TOOLS = (
         schedule,
         "execute the notebooks (run: every notebook's runs trained first, in one schedule), or in place "
         "against the shipped results (refs); write their parameters cells (params)",
+    ),
+    (
+        "cluster",
+        cluster,
+        "hand every notebook's pending runs to a cluster engine (submitit: Slurm, or local)",
     ),
     ("shipped", shipped, "compare a store with the shipped toy results (compare), or replace them (update)"),
     ("docs", docs, "write docs/results.md and the README's claims table from the committed notebooks"),

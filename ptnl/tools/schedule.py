@@ -65,7 +65,8 @@ def batches(notebook_paths, param_set, overrides: dict | None = None, pending: b
     return out
 
 
-def _train(batch: Batch) -> None:
+def train_batch(batch: Batch) -> None:
+    """Train one batch's runs that are not done, each under its claim (``sweep.train_batch``)."""
     sweep.train_batch(list(batch.configs), batch.experiment, device=batch.device)
 
 
@@ -78,7 +79,7 @@ def train(notebook_paths, param_set, overrides: dict | None = None, workers: int
     t0 = time.perf_counter()
     bar = tqdm(total=n, desc="every notebook's runs", unit="run", disable=sweep.quiet(True))
     try:
-        run_units(_train, todo, workers, done=lambda b: bar.update(len(b.configs)))
+        run_units(train_batch, todo, workers, done=lambda b: bar.update(len(b.configs)))
     finally:
         bar.close()
     missing = [c for b in todo for c in b.configs if not store.is_done(c, b.experiment)]
