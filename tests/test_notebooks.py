@@ -1,6 +1,7 @@
 """The notebook runner: parameter sets, checked overrides, and the committed notebooks' structure."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
@@ -9,7 +10,7 @@ import yaml
 from ptnl.core import paths
 from ptnl.sections import SECTIONS
 from ptnl.sections.parameters import Parameter, Parameters
-from ptnl.tools import notebooks
+from ptnl.tools import notebooks, schedule
 from ptnl.tools.cli import main
 
 
@@ -229,8 +230,18 @@ def test_every_notebook_runs_end_to_end_with_the_smoke_set(tmp_path, monkeypatch
     monkeypatch.delenv("PTNL_NO_TRAIN", raising=False)
     monkeypatch.setenv("PTNL_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("PTNL_FIGURES", str(tmp_path / "figures"))
-    for nb in COMMITTED:
-        out = notebooks.run(nb, "smoke", {"save_figures": True}, tmp_path / "build" / nb.name)
+    # As the main job does: every notebook's runs in one schedule over two workers, then the notebooks.
+    done = schedule.train(COMMITTED, "smoke", {"save_figures": True}, workers=2)
+    assert done["runs"] > 100 and schedule.batches(COMMITTED, "smoke") == []
+    # Nothing left to train, so two kernels execute side by side, one a core.
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(
+            pool.map(
+                lambda nb: notebooks.run(nb, "smoke", {"save_figures": True}, tmp_path / "build" / nb.name),
+                COMMITTED,
+            )
+        )
+    for nb, out in zip(COMMITTED, outs):
         cells = nbformat.read(out, as_version=4).cells
         assert not [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"], nb.name
     assert len(list((tmp_path / "figures" / "smoke").glob("*.png"))) == len(
