@@ -6,7 +6,7 @@ purifies with optimal transport. Their code bases each use their own noise proto
 numbers do not sit side by side. Here every method runs on one engine under every protocol:
 
 - methods (``BENCH_METHODS``): CoOp with CE, GCE and the active-passive NCE+RCE (the paper's recipe),
-  NLPrompt's PromptMAE, NLPrompt, PromptOT + CE, and JoAPR (``ptnl.train.robust``);
+  NLPrompt's PromptMAE, NLPrompt, PromptOT + CE, and JoAPR (``ptnl.train.methods.nlprompt``, ``ptnl.train.methods.joapr``);
 - protocols (``RunConfig.noise_kind``): ptnl's nested per-class relabelling (``symmetric``),
   PTNL's own sampler (``ptnl``, which JoAPR's ``symflip`` also is), NLPrompt's pooled rate-based
   flips (``nlprompt_sym``, ``nlprompt_asym``: c -> c + 1) and Xia et al.'s instance-dependent
@@ -17,9 +17,8 @@ numbers do not sit side by side. Here every method runs on one engine under ever
 
 Published numbers: the paper's own (PTNL protocol, Tables 1 and 6: prompt tuning) are reference
 data (``ptnl.report.reference``) and ``published_table`` sets them beside our CoOp runs under
-the ``ptnl`` protocol on the datasets they report. NLPrompt's and JoAPR's tables are not
-transcribed: their papers' tables were not readable here (the stored pages hold their openings
-only; neither README has results), and we transcribe nothing from memory.
+the ``ptnl`` protocol on the datasets they report. NLPrompt's tables (its main table holds
+JoAPR rows as NLPrompt ran them) are not in the reference data yet.
 """
 
 from __future__ import annotations
