@@ -44,8 +44,8 @@ SECTIONS: dict[str, Section] = {
 def build(section: Section | str, params: dict) -> list:
     """``section``'s (a ``Section`` or a notebook stem) stored runs from a dict of notebook parameters.
 
-    Section 5 (notebook 07) gives its zero-shot runs and then every UPL ensemble member (``UPLConfig``,
-    which has a run id and a place in the store like a ``RunConfig``)."""
+    Section 5 (notebook 07) gives its zero-shot runs and then every UPL ensemble member (ordinary
+    ``RunConfig``s on the pseudo-label kinds)."""
     return (section if isinstance(section, Section) else SECTIONS[section]).build(params)
 
 
