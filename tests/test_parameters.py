@@ -12,7 +12,7 @@ from ptnl.core import paths
 from ptnl.sections import SECTIONS
 from ptnl.sections.common import Section
 from ptnl.sections.parameters import PRETRAINED_TYPES, SHARED, Parameter, Parameters, literal
-from ptnl.tools import notebooks
+from ptnl.tools import cells, notebooks
 from ptnl.tools.cli import main
 
 COMMITTED = sorted((paths.REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -28,8 +28,8 @@ def test_the_committed_parameters_cell_is_the_generated_one(path):
     """Byte for byte: a parameter changed in a section and not in its notebook (or the other way
     round) fails here; `python -m ptnl notebooks params` writes the cells again."""
     assert notebooks.section_of(path) is SECTIONS[path.stem], "every committed notebook has a section"
-    assert notebooks.committed_cell(path) == SECTIONS[path.stem].parameters.cell_source(), (
-        f"{path.name}: run `python -m ptnl notebooks params`\n{notebooks.cell_diff(path)}"
+    assert cells.committed_cell(path) == SECTIONS[path.stem].parameters.cell_source(), (
+        f"{path.name}: run `python -m ptnl notebooks params`\n{cells.cell_diff(path)}"
     )
 
 
@@ -96,7 +96,7 @@ def test_the_params_command_checks_and_writes_the_cells(tmp_path, monkeypatch, c
     nb = tmp_path / original.name
     committed = original.read_text()
     book = json.loads(committed)
-    cell = notebooks.parameters_cell(book, nb.name)
+    cell = cells.parameters_cell(book, nb.name)
     cell["source"] = [line.replace("epochs = 50", "epochs = 40") for line in cell["source"]]
     nb.write_text(json.dumps(book, indent=1, ensure_ascii=False) + "\n")
     assert main(["notebooks", "params", "--check", str(nb)]) == 1
@@ -119,7 +119,7 @@ def test_a_notebook_without_a_section_has_no_generated_cell(tmp_path):
     shutil.copy(paths.REPO_ROOT / "notebooks" / copy.name, copy)
     assert notebooks.section_of(copy) is None
     with pytest.raises(ValueError, match="not a companion notebook"):
-        notebooks.generated_cell(copy)
+        cells.generated_cell(copy)
 
 
 # -- declared once -------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def test_add_a_section_with_its_notebook(tmp_path, monkeypatch):
     from ptnl import sections
     from ptnl.sections.common import Section, config, shared_fields
     from ptnl.sections.parameters import SHARED, Parameter
-    from ptnl.tools import notebooks
+    from ptnl.tools import cells, notebooks
 
     stem = "11_my_section"
 
@@ -261,9 +261,9 @@ def test_add_a_section_with_its_notebook(tmp_path, monkeypatch):
     nb = folder / f"{stem}.ipynb"
     _section_notebook(nb, stem)
 
-    assert notebooks.params_command([nb], check=True) == 1  # an empty cell is not the declaration
-    assert notebooks.params_command([nb]) == 0 and notebooks.params_command([nb], check=True) == 0
-    cell = notebooks.committed_cell(nb)
+    assert cells.params_command([nb], check=True) == 1  # an empty cell is not the declaration
+    assert cells.params_command([nb]) == 0 and cells.params_command([nb], check=True) == 0
+    cell = cells.committed_cell(nb)
     assert "rate_scale = 1.0  # scales every noise rate" in cell and "epochs = 2" in cell
 
     # A parameter set names it like any notebook; a typo is an error naming the parameter.

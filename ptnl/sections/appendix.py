@@ -26,7 +26,7 @@ from ptnl.sections.common import (
     unique,
 )
 from ptnl.sections.common import SGD_LINEAR_LABELS as SGD_LINEAR_LABELS  # the notebook's figure labels
-from ptnl.sections.parameters import SHARED, Parameter
+from ptnl.sections.parameters import RUN_SETTINGS, SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 ROBUST_LOSSES = ("ce", "gce", "sce", "nce_rce")
@@ -149,14 +149,7 @@ PARAMETERS = SHARED.pick(
     "seeds",
     Parameter("random_prompt_draws", 20, "paper: 100"),
     Parameter("robust_losses", ["ce", "gce", "sce", "nce_rce"]),
-    "epochs",
-    "shots",
-    "device",
-    "group_size",
-    "workers",
-    "feature_mode",
-    "experiment",
-    "save_figures",
+    *RUN_SETTINGS,
 )
 
 SECTION = Section(

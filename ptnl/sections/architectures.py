@@ -17,7 +17,7 @@ from ptnl.models.weights import canonical_name
 from ptnl.report.claims import claim, min_over_rates
 from ptnl.report.tables import RATIO_DECIMALS, acc, rates
 from ptnl.sections.common import HIGH_NOISE, Section, config, grid, pretrained_by_backbone, unique
-from ptnl.sections.parameters import SHARED, Parameter
+from ptnl.sections.parameters import RUN_SETTINGS, SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 
@@ -165,14 +165,7 @@ PARAMETERS = SHARED.pick(
     Parameter("n_ctxs", [0, 4, 16], "context lengths; 0 is Ctx-0 (class name only)"),
     "noise_rates",
     "seeds",
-    "epochs",
-    "shots",
-    "device",
-    "group_size",
-    "workers",
-    "feature_mode",
-    "experiment",
-    "save_figures",
+    *RUN_SETTINGS,
 )
 
 SECTION = Section(

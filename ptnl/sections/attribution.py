@@ -13,7 +13,7 @@ import pandas as pd
 from ptnl.report.claims import best_other, claim, min_over_rates
 from ptnl.report.tables import acc, drop
 from ptnl.sections.common import HIGH_NOISE, Section, grid, shared_fields
-from ptnl.sections.parameters import SHARED
+from ptnl.sections.parameters import RUN_SETTINGS, SHARED
 from ptnl.train.config import RunConfig
 
 TABLE1_METHODS = ("classifier_r", "classifier_c", "tenc_ft", "prompt")
@@ -119,14 +119,7 @@ PARAMETERS = SHARED.pick(
     "datasets",
     "noise_rates",
     "seeds",
-    "epochs",
-    "shots",
-    "device",
-    "group_size",
-    "workers",
-    "feature_mode",
-    "experiment",
-    "save_figures",
+    *RUN_SETTINGS,
 )
 
 SECTION = Section(

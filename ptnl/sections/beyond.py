@@ -34,7 +34,7 @@ from ptnl.report import reference
 from ptnl.report.claims import claim
 from ptnl.report.tables import ACC_DECIMALS, SEEDS, acc, seed_values, select, summarize, tidy
 from ptnl.sections.common import Section, check_rate, config, shared_fields, unique
-from ptnl.sections.parameters import SHARED, Parameter
+from ptnl.sections.parameters import RUN_SETTINGS, SHARED, Parameter
 from ptnl.train.config import RunConfig
 from ptnl.train.methods import METHODS as METHODS_REGISTRY
 from ptnl.train.methods import label, short, variant
@@ -372,14 +372,7 @@ PARAMETERS = SHARED.pick(
         "noisy as shipped, trained on their own labels: Food101N, CIFAR10N-worse, CIFAR100N, ...",
     ),
     SHARED["seeds"].but(default=[1, 2]),
-    "epochs",
-    "shots",
-    "device",
-    "group_size",
-    "workers",
-    "feature_mode",
-    "experiment",
-    "save_figures",
+    *RUN_SETTINGS,
 )
 
 SECTION = Section(

@@ -16,7 +16,7 @@ from ptnl.core.checks import as_list
 from ptnl.report.claims import claim
 from ptnl.report.tables import RATIO_DECIMALS, acc
 from ptnl.sections.common import HIGH_NOISE, Section, check_rate, config, grid, shared_fields, unique
-from ptnl.sections.parameters import SHARED, Parameter
+from ptnl.sections.parameters import RUN_SETTINGS, SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 
@@ -137,14 +137,7 @@ PARAMETERS = SHARED.pick(
         'a mislabelled image\'s wrong class: "matrix" (one per class, the paper\'s) or "sample"',
     ),
     "seeds",
-    "epochs",
-    "shots",
-    "device",
-    "group_size",
-    "workers",
-    "feature_mode",
-    "experiment",
-    "save_figures",
+    *RUN_SETTINGS,
 )
 
 SECTION = Section(

@@ -17,7 +17,7 @@ from ptnl.models.losses import get_loss
 from ptnl.report.claims import CLAIM_COLUMNS, claim, exact
 from ptnl.report.tables import acc, rates
 from ptnl.sections.common import HIGH_NOISE, Section, config, grid, shared_fields
-from ptnl.sections.parameters import SHARED, Parameter
+from ptnl.sections.parameters import RUN_SETTINGS, SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 
@@ -147,14 +147,7 @@ PARAMETERS = SHARED.pick(
     SHARED["noise_rates"].but(default=[0.0, 0.5]),
     "seeds",
     Parameter("qs", [0.25, 0.5, 1.0], "GCE q values; 1.0 is MAE; CE always runs alongside"),
-    "epochs",
-    "shots",
-    "device",
-    "group_size",
-    "workers",
-    "feature_mode",
-    "experiment",
-    "save_figures",
+    *RUN_SETTINGS,
 )
 
 SECTION = Section(

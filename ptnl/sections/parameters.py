@@ -193,3 +193,14 @@ SHARED = Parameters(
         Parameter("save_figures", True),
     ]
 )
+# The run settings most notebooks' cells end with, in this order: ``SHARED.pick(..., *RUN_SETTINGS)``.
+RUN_SETTINGS = (
+    "epochs",
+    "shots",
+    "device",
+    "group_size",
+    "workers",
+    "feature_mode",
+    "experiment",
+    "save_figures",
+)

@@ -15,7 +15,7 @@ from ptnl.report.claims import claim
 from ptnl.report.tables import acc, drop
 from ptnl.sections.common import HIGH_NOISE, SGD_LINEAR, Section, grid, shared_fields
 from ptnl.sections.common import SGD_LINEAR_LABELS as SGD_LINEAR_LABELS  # the notebook's figure labels
-from ptnl.sections.parameters import NONE, SHARED, Parameter
+from ptnl.sections.parameters import NONE, RUN_SETTINGS, SHARED, Parameter
 from ptnl.train.config import RunConfig
 
 SEC42_FIG2 = (
@@ -134,14 +134,7 @@ PARAMETERS = SHARED.pick(
     ),
     "noise_rates",
     "seeds",
-    "epochs",
-    "shots",
-    "device",
-    "group_size",
-    "workers",
-    "feature_mode",
-    "experiment",
-    "save_figures",
+    *RUN_SETTINGS,
 )
 
 SECTION = Section(

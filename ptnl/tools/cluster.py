@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ptnl.core import paths
-from ptnl.tools import notebooks, schedule
+from ptnl.tools import cells, notebooks, schedule
 
 EXECUTORS = ("slurm", "local")
 
@@ -102,7 +102,7 @@ def command(ns: argparse.Namespace) -> int:
                     f"executor parameters are NAME=VALUE (e.g. slurm_partition=gpu), got {item!r}"
                 )
             params[name] = _value(value)
-        nbs = ns.notebooks or notebooks.companion_notebooks()
+        nbs = ns.notebooks or cells.companion_notebooks()
         out = submit(nbs, sets, overrides, ns.jobs, ns.executor, ns.folder, params, ns.wait)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -333,69 +333,6 @@ def check_parameters(notebook: str, namespace: dict) -> dict:
     return values
 
 
-# -- the parameters cells of the companion notebooks ---------------------------------------------
-
-
-def parameters_cell(nb: dict, name: str) -> dict:
-    """The one cell of notebook JSON ``nb`` tagged ``parameters`` (papermill needs exactly one)."""
-    cells = [c for c in nb["cells"] if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise ValueError(f"{name}: {len(cells)} cells tagged {PARAMETERS_TAG!r}; papermill needs exactly one")
-    return cells[0]
-
-
-def generated_cell(notebook: str | Path) -> str:
-    """The source of ``notebook``'s parameters cell, generated from its section's declarations."""
-    section = section_of(notebook)
-    if section is None:
-        raise ValueError(
-            f"{Path(notebook).name}: not a companion notebook (notebooks/<stem>.ipynb of a section in "
-            f"ptnl.sections.SECTIONS): its parameters cell is its own"
-        )
-    return section.parameters.cell_source()
-
-
-def committed_cell(notebook: str | Path) -> str:
-    """The source of ``notebook``'s parameters cell as the file holds it."""
-    return "".join(parameters_cell(json.loads(Path(notebook).read_text()), Path(notebook).name)["source"])
-
-
-def cell_diff(notebook: str | Path) -> str:
-    """A unified diff from the committed parameters cell to the generated one ("" when equal)."""
-    want = generated_cell(notebook)
-    have = committed_cell(notebook)
-    if have == want:
-        return ""
-    name = Path(notebook).name
-    return "".join(
-        difflib.unified_diff(
-            [line + "\n" for line in have.split("\n")],
-            [line + "\n" for line in want.split("\n")],
-            f"{name} (committed)",
-            f"{name} (generated from its section)",
-        )
-    )
-
-
-def write_parameter_cell(notebook: str | Path) -> bool:
-    """Write ``notebook``'s parameters cell from its section's declarations, touching nothing else
-    (outputs, execution counts, ids, metadata); True when it changed."""
-    notebook = Path(notebook)
-    source = generated_cell(notebook)
-    nb = json.loads(notebook.read_text())
-    cell = parameters_cell(nb, notebook.name)
-    if "".join(cell["source"]) == source:
-        return False
-    cell["source"] = source.splitlines(keepends=True)
-    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")  # as ``strip`` writes it
-    return True
-
-
-def companion_notebooks() -> list[Path]:
-    """The committed notebooks that have a section (their parameters cells are generated)."""
-    return [nb for nb in committed_notebooks() if section_of(nb) is not None]
-
-
 def _from_ptnl(tb) -> bool:
     last = None
     while tb is not None:
@@ -515,39 +452,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
     return {"run": r, "refs": f, "params": g}
 
 
-def params_command(notebooks: list[Path], check: bool = False) -> int:
-    """``notebooks params``: write (or with ``check`` compare) the parameters cells."""
-    notebooks = [Path(nb) for nb in notebooks] or companion_notebooks()
-    if check:
-        diffs = [(nb, cell_diff(nb)) for nb in notebooks]
-        stale = [nb for nb, d in diffs if d]
-        for _, d in diffs:
-            if d:
-                print(d, end="", file=sys.stderr)
-        if stale:
-            print(
-                f"error: the parameters cells of {', '.join(nb.name for nb in stale)} differ from their sections' "
-                "declarations; write them with `python -m ptnl notebooks params`",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{len(notebooks)} parameters cells match their sections' declarations")
-        return 0
-    for nb in notebooks:
-        changed = write_parameter_cell(nb)
-        shown = (
-            nb.resolve().relative_to(paths.REPO_ROOT) if nb.resolve().is_relative_to(paths.REPO_ROOT) else nb
-        )
-        print(f"{shown}: parameters cell {'written' if changed else 'up to date'}")
-    return 0
-
-
-def command(args: argparse.Namespace) -> int:
-    """Execute the notebooks (``run``), rebuild their nbval references (``refs``) or write their
-    parameters cells (``params``)."""
+def command(args: argparse.Namespace, before_run=None) -> int:
+    """Execute the notebooks (``run``) or rebuild their nbval references (``refs``); ``params``
+    is ``ptnl.tools.cells``'. ``before_run(notebooks, sets, overrides)``: called once the sets and
+    overrides are checked, before the first notebook executes (the schedule trains there)."""
     try:
-        if args.notebooks_cmd == "params":
-            return params_command(args.notebooks, args.check)
         if args.notebooks_cmd == "refs":
             refs(args.notebooks, args.set)
             return 0
@@ -558,6 +467,8 @@ def command(args: argparse.Namespace) -> int:
             declared.update(notebook_parameters(Path(nb).resolve()))
             load_param_set(sets, Path(nb).resolve())  # a bad set fails before the first notebook runs
         check_names(overrides, declared, "override", "the notebooks run")
+        if before_run is not None:
+            before_run([Path(nb) for nb in args.notebooks], sets, overrides)
         for nb in args.notebooks:
             out = run(nb, sets, overrides, args.output_dir / nb.name if args.output_dir else None)
             print(f"executed {nb} -> {out}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ptnl.tools import notebooks, plan
+from ptnl.tools import cells, notebooks, plan
 from ptnl.train import store, sweep
 from ptnl.train.config import RunConfig
 from ptnl.train.workers import check_workers, run_units
@@ -107,37 +107,33 @@ def add_arguments(ap) -> None:
 
 
 def command(args) -> int:
+    """``python -m ptnl notebooks``: ``params`` writes the cells (``ptnl.tools.cells``); ``run``
+    trains every notebook's runs first, then executes them (``ptnl.tools.notebooks``), and says
+    how the wall time divides."""
+    if args.notebooks_cmd == "params":
+        return cells.params_command(args.notebooks, args.check)
     if args.notebooks_cmd != "run" or not args.schedule or _no_train():
         return notebooks.command(args)
-    t0 = time.perf_counter()
-    try:
-        set_files, overrides = notebooks.read_overrides(args.param, args.parameters_file)
-        sets = [args.set, *set_files] if set_files else args.set
-        paths_ = [Path(nb) for nb in args.notebooks]
+    trained = {}
+
+    def train_first(paths_, sets, overrides):
+        t0 = time.perf_counter()
         workers = max(int(plan.notebook_params(nb.resolve(), sets).get("workers", 1)) for nb in paths_)
         done = train(paths_, sets, overrides, workers)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        trained["s"] = time.perf_counter() - t0
         print(
-            "\ninterrupted: finished runs are in the store; run the same command again to resume",
-            file=sys.stderr,
+            f"trained {done['runs']} runs in {done['batches']} batches on {workers} workers: {trained['s']:.0f} s"
         )
-        return 130
-    trained = time.perf_counter() - t0
-    print(
-        f"trained {done['runs']} runs in {done['batches']} batches on {workers} workers: {trained:.0f} s",
-        flush=True,
-    )
-    t1 = time.perf_counter()
-    status = notebooks.command(args)
-    executed = time.perf_counter() - t1
-    total = trained + executed
-    print(
-        f"wall time {int(total // 60)} min {total % 60:.0f} s: training every notebook's runs {trained:.0f} s "
-        f"({100 * trained / total:.0f} %), executing the notebooks {executed:.0f} s ({100 * executed / total:.0f} %)"
-    )
+
+    t0 = time.perf_counter()
+    status = notebooks.command(args, before_run=train_first)
+    total = time.perf_counter() - t0
+    if "s" in trained and total > 0:
+        executed = total - trained["s"]
+        print(
+            f"wall time {int(total // 60)} min {total % 60:.0f} s: training every notebook's runs {trained['s']:.0f} s "
+            f"({100 * trained['s'] / total:.0f} %), executing the notebooks {executed:.0f} s ({100 * executed / total:.0f} %)"
+        )
     return status
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import torch
 
-from ptnl.models import prompts as P
 from ptnl.models import selectors as S
 from ptnl.models.clip import autocast
 from ptnl.train import features as F
 from ptnl.train.loop import accuracy, batched_logits, label_agreement, optimizer
 from ptnl.train.methods.base import Family, init_module
+from ptnl.train.methods.prompt import prompt_module
 from ptnl.train.optim import lr_at_epoch
 
 
@@ -37,16 +37,7 @@ class LearnerFamily(Family):
             )
 
     def build(self, method, cfg, bundle, dataset, generator):
-        return P.PromptCLIP(
-            bundle,
-            dataset.classnames,
-            n_ctx=cfg.n_ctx,
-            ctx_init=cfg.ctx_init,
-            csc=cfg.csc,
-            class_token_position=cfg.class_token_position,
-            generator=generator,
-            learn="ctx",
-        )
+        return prompt_module(cfg, bundle, dataset, generator)
 
     def train(self, method, runs, progress=False):
         return [self.learn(method, r, progress) for r in runs], [{} for _ in runs]

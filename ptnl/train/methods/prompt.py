@@ -28,6 +28,21 @@ def trained_state(module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in module.named_parameters() if id(v) in names}
 
 
+def prompt_module(cfg, bundle, dataset, generator, learn: str = "ctx"):
+    """CoOp's prompt on ``dataset``'s class names with ``cfg``'s context, learning ``learn``
+    (``ctx``, ``cls`` or ``full``): the module of every method that trains or scores a prompt."""
+    return P.PromptCLIP(
+        bundle,
+        dataset.classnames,
+        n_ctx=cfg.n_ctx,
+        ctx_init=cfg.ctx_init,
+        csc=cfg.csc,
+        class_token_position=cfg.class_token_position,
+        generator=generator,
+        learn=learn,
+    )
+
+
 class PromptFamily(ModuleFamily):
     work = "text"
     name = "prompt"
@@ -41,16 +56,7 @@ class PromptFamily(ModuleFamily):
             )
 
     def build(self, method, cfg, bundle, dataset, generator):
-        return P.PromptCLIP(
-            bundle,
-            dataset.classnames,
-            n_ctx=cfg.n_ctx,
-            ctx_init=cfg.ctx_init,
-            csc=cfg.csc,
-            class_token_position=cfg.class_token_position,
-            generator=generator,
-            **method.options,
-        )
+        return prompt_module(cfg, bundle, dataset, generator, **method.options)
 
     def files(self, run, module):
         if run.cfg.noise_kind not in PSEUDO_KINDS:

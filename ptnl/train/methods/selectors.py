@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 
 from ptnl.models import heads
-from ptnl.models import prompts as P
 from ptnl.models import selectors as S
 from ptnl.train import features as F
 from ptnl.train.loop import accuracy
 from ptnl.train.methods import learner as L
 from ptnl.train.methods.base import Family, Method, init_module, train_modules
+from ptnl.train.methods.prompt import prompt_module
 from ptnl.train.scores import zeroshot_probs
 
 
@@ -58,16 +58,7 @@ class SelectorsFamily(Family):
     def build(self, method, cfg, bundle, dataset, generator):
         if method.recipe["scores"] == "zeroshot":
             return heads.ZeroShotCLIP(bundle, dataset.prompts())
-        return P.PromptCLIP(
-            bundle,
-            dataset.classnames,
-            n_ctx=cfg.n_ctx,
-            ctx_init=cfg.ctx_init,
-            csc=cfg.csc,
-            class_token_position=cfg.class_token_position,
-            generator=generator,
-            learn="ctx",
-        )
+        return prompt_module(cfg, bundle, dataset, generator)
 
     def train(self, method, runs, progress=False):
         return [train_selectors(method, r, progress) for r in runs], [{} for _ in runs]

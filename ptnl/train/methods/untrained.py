@@ -5,10 +5,10 @@ them once, at noise rate 0 with CE, zero-shot once per dataset (seed 1)."""
 from __future__ import annotations
 
 from ptnl.models import heads
-from ptnl.models import prompts as P
 from ptnl.train import features as F
 from ptnl.train.loop import accuracy
 from ptnl.train.methods.base import Family, Method, init_module
+from ptnl.train.methods.prompt import prompt_module
 
 
 class UntrainedFamily(Family):
@@ -26,16 +26,7 @@ class UntrainedFamily(Family):
     def build(self, method, cfg, bundle, dataset, generator):
         if method.options.get("module") == "zeroshot":
             return heads.ZeroShotCLIP(bundle, dataset.prompts())
-        return P.PromptCLIP(
-            bundle,
-            dataset.classnames,
-            n_ctx=cfg.n_ctx,
-            ctx_init=cfg.ctx_init,
-            csc=cfg.csc,
-            class_token_position=cfg.class_token_position,
-            generator=generator,
-            **method.options,
-        )
+        return prompt_module(cfg, bundle, dataset, generator, **method.options)
 
     def train(self, method, runs, progress=False):
         out = []
